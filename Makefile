@@ -1,0 +1,17 @@
+# Two entry points, each sets up .venv first (see README).
+PY := .venv/bin/python
+
+.venv/.ready: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $@
+
+.PHONY: book test toy clean
+book: .venv/.ready  ## build the course site, executing every page and notebook on the offline toy model
+	$(PY) -m dpo_ref toy
+	.venv/bin/jupyter-book build . --warningiserror --nitpick --keep-going
+
+test: .venv/.ready  ## run the test suite (builds the toy model once, about 90 s)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf _build

@@ -1,0 +1,105 @@
+"""Command line: ``python -m dpo_ref toy --output DIR`` and ``python -m dpo_ref train ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+
+from .data import DataError
+from .trainer import ConfigError, DPOConfig
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m dpo_ref", description="A small, readable DPO trainer.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    toy = sub.add_parser("toy", help="build the offline toy chat model (model + tokenizer) into a folder")
+    toy.add_argument("--output", help="folder to write (load it with from_pretrained); default: the cache that "
+                     "load_toy() and --model toy use, reused if already built")
+    toy.add_argument("--seed", type=int, default=0)
+    toy.add_argument("--steps", type=int, help="pretraining steps (default 800, about 90 s on 2 CPU cores; needs --output)")
+
+    tr = sub.add_parser("train", help="train a model with DPO on a JSONL file of preference pairs")
+    tr.add_argument("--model", required=True, help="hub id, local save_pretrained folder, or 'toy'")
+    tr.add_argument("--data", required=True, help="JSONL with prompt/chosen/rejected (standard or conversational)")
+    tr.add_argument("--eval-data", help="held-out JSONL evaluated at the end (and every --eval-every steps)")
+    tr.add_argument("--output", required=True, help="folder for the trained model, tokenizer and metrics.jsonl")
+    tr.add_argument("--config", help="JSON file of DPOConfig fields; command-line flags override it")
+    tr.add_argument("--beta", type=float)
+    tr.add_argument("--loss-type")
+    tr.add_argument("--label-smoothing", type=float)
+    tr.add_argument("--steps", type=int, dest="max_steps")
+    tr.add_argument("--epochs", type=float)
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--grad-accum-steps", type=int)
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--warmup-steps", type=int)
+    tr.add_argument("--max-length", type=int)
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--reference", choices=["copy", "lora", "precomputed"])
+    tr.add_argument("--lora", action="store_true", default=None, help="train LoRA adapters (implied by --reference lora)")
+    tr.add_argument("--device")
+    tr.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    tr.add_argument("--eval-every", type=int)
+    tr.add_argument("--log-every", type=int)
+    tr.add_argument("--skip-invalid", action="store_true", default=None, help="skip and count malformed records")
+    tr.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (off by default)")
+    return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> DPOConfig:
+    values = {}
+    if args.config:
+        try:
+            with open(args.config) as f:
+                values = json.load(f)
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"cannot read config file {args.config}: {err}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {args.config} must hold a JSON object")
+    for f in fields(DPOConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            values[f.name] = value
+    values["output_dir"] = args.output
+    try:
+        return DPOConfig.from_dict(values)
+    except TypeError as err:
+        raise ConfigError(str(err)) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.command == "toy":
+            from .toy import DEFAULT_STEPS, build_toy, toy_path
+
+            if args.output is None:
+                if args.steps is not None:
+                    raise ConfigError("--steps needs --output: the cache holds only the default build")
+                args.output = toy_path(args.seed)
+                if (args.output / "config.json").exists():
+                    print(f"toy model already built: {args.output}", file=sys.stderr)
+                    return 0
+            build_toy(args.output, seed=args.seed, steps=args.steps or DEFAULT_STEPS)
+            return 0
+        config = config_from_args(args)  # validated before any model is loaded
+        from .data import prepare_pairs
+        from .loading import load_model_and_tokenizer
+        from .trainer import train
+
+        model, tokenizer = load_model_and_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
+        data = prepare_pairs(args.data, tokenizer, config.max_length, config.skip_invalid)
+        print(f"data: {data.report()}", file=sys.stderr)
+        for message in data.skip_messages[:10]:
+            print(f"  skipped {message}", file=sys.stderr)
+        eval_data = prepare_pairs(args.eval_data, tokenizer, config.max_length, config.skip_invalid) if args.eval_data else None
+        result = train(model, tokenizer, data, config, eval_data)
+        final = {k: round(v, 4) for k, v in result.history[-1].items()}
+        print(f"done: {json.dumps(final)}\nsaved to {args.output}", file=sys.stderr)
+        return 0
+    except (DataError, ConfigError, FileNotFoundError, FloatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

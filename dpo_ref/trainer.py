@@ -1,0 +1,336 @@
+"""The DPO training loop: configuration, one loop read top to bottom, evaluation, saving."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from .data import PreferenceData, collate, pad_token_id, prepare_pairs
+from .logprobs import concatenated_forward
+from .losses import LOSS_TYPES, dpo_loss
+from .reference import CopyReference, LoraReference, PrecomputedReference
+
+REFERENCE_STRATEGIES = ("copy", "lora", "precomputed")
+
+
+class ConfigError(ValueError):
+    """A training configuration that cannot work; raised before any model is touched."""
+
+
+@dataclass
+class DPOConfig:
+    beta: float = 0.1
+    loss_type: str = "sigmoid"
+    label_smoothing: float = 0.0          # ε of cdpo / robust
+    length_normalize: bool | None = None  # None: per-token mean for ipo (as TRL), sum otherwise (paper)
+    reference: str = "copy"               # copy | lora | precomputed
+    lr: float = 5e-6
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    lr_schedule: str = "linear"           # linear | cosine | constant (after warm-up)
+    batch_size: int = 8                   # pairs per optimizer step, before accumulation
+    grad_accum_steps: int = 1
+    max_grad_norm: float = 1.0
+    max_length: int = 512
+    max_steps: int | None = None          # if unset, run `epochs` over the data
+    epochs: float = 1.0
+    seed: int = 0
+    device: str = "auto"                  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "auto"               # auto | fp32 | bf16 | fp16
+    gradient_checkpointing: bool = False
+    lora: bool = False                    # train LoRA adapters (always on with reference="lora")
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_target_modules: Any = "all-linear"
+    merge_lora: bool = True               # save merged weights that plain transformers loads
+    log_every: int = 1                    # metrics are read off the device only at these steps
+    eval_every: int = 0                   # 0: evaluate only at the end (if eval data is given)
+    skip_invalid: bool = False            # skip (and count) malformed records instead of failing
+    output_dir: str | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        checks = [
+            (self.beta > 0, f"beta must be > 0, got {self.beta}"),
+            (self.loss_type in LOSS_TYPES, f"unknown loss_type {self.loss_type!r}; choose one of {', '.join(LOSS_TYPES)}"),
+            (self.reference in REFERENCE_STRATEGIES, f"unknown reference {self.reference!r}; choose one of {', '.join(REFERENCE_STRATEGIES)}"),
+            (0 <= self.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.batch_size >= 1 and self.grad_accum_steps >= 1, "batch_size and grad_accum_steps must be >= 1"),
+            (self.max_length >= 2, f"max_length must be >= 2, got {self.max_length}"),
+            (self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}"),
+            (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
+            (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
+            (self.lr_schedule in ("linear", "cosine", "constant"), f"unknown lr_schedule {self.lr_schedule!r}"),
+            (self.precision in ("auto", "fp32", "bf16", "fp16"), f"unknown precision {self.precision!r}"),
+            (self.log_every >= 1 and self.eval_every >= 0, "log_every must be >= 1 and eval_every >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "DPOConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    @property
+    def use_lora(self) -> bool:
+        return self.lora or self.reference == "lora"
+
+    @property
+    def mean_logps(self) -> bool:
+        return self.loss_type == "ipo" if self.length_normalize is None else self.length_normalize
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    history: list[dict[str, float]] = field(default_factory=list)
+    eval_history: list[dict[str, float]] = field(default_factory=list)
+    data_report: str = ""
+
+
+# ---------------------------------------------------------------- device and precision
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """fp32 on CPU; on CUDA bf16 where supported, else fp16 (a Colab T4 has no bf16)."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype):
+    if dtype == torch.float32:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+# ---------------------------------------------------------------- pieces of the loop
+
+
+def batches(data: PreferenceData, batch_size: int, pad_id: int, seed: int, device: torch.device) -> Iterator[dict]:
+    """Endless shuffled batches, a new permutation each epoch, moved to ``device``."""
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(len(data), generator=generator).tolist()
+        for start in range(0, len(order) - batch_size + 1, batch_size):  # drop the ragged tail
+            batch = collate([data.pairs[i] for i in order[start : start + batch_size]], pad_id)
+            yield to_device(batch, device)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    if device.type == "cuda":  # pinned host memory lets the copy overlap with compute
+        return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def pair_metrics(losses, chosen_rewards, rejected_rewards, policy) -> dict[str, torch.Tensor]:
+    """TRL's metric names, as device tensors (no host synchronisation here)."""
+    return {
+        "loss": losses.mean().detach(),
+        "rewards/chosen": chosen_rewards.mean(),
+        "rewards/rejected": rejected_rewards.mean(),
+        "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean(),
+        "rewards/margins": (chosen_rewards - rejected_rewards).mean(),
+        "logps/chosen": policy["chosen_logps"].detach().mean(),
+        "logps/rejected": policy["rejected_logps"].detach().mean(),
+    }
+
+
+def make_reference(config: DPOConfig, model, data: PreferenceData, pad_id: int, device, autocast):
+    if config.reference == "lora":
+        return LoraReference(model, config.mean_logps)
+    if config.reference == "precomputed":
+        batches_in_order = (
+            to_device(collate(data.pairs[i : i + config.batch_size], pad_id), device)
+            for i in range(0, len(data), config.batch_size)
+        )
+        if config.use_lora:  # fresh adapters change nothing yet, but be exact: use the base model
+            with model.disable_adapter():
+                return PrecomputedReference.from_batches(model, batches_in_order, len(data), config.mean_logps, autocast)
+        return PrecomputedReference.from_batches(model, batches_in_order, len(data), config.mean_logps, autocast)
+    return CopyReference(model, config.mean_logps)
+
+
+def wrap_lora(model, config: DPOConfig):
+    from peft import LoraConfig, get_peft_model
+
+    lora_config = LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=config.lora_target_modules, task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora_config)
+
+
+@torch.no_grad()
+def evaluate(model, reference, data: PreferenceData, config: DPOConfig, pad_id: int, device, autocast) -> dict[str, float]:
+    """Mean DPO metrics over ``data`` (no gradients), named ``eval/<metric>``."""
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    for start in range(0, len(data), config.batch_size):
+        chunk = data.pairs[start : start + config.batch_size]
+        batch = to_device(collate(chunk, pad_id), device)
+        with autocast():
+            policy = concatenated_forward(model, batch, config.mean_logps)
+            ref_chosen, ref_rejected = reference.logps(batch)
+        losses, chosen_rewards, rejected_rewards = dpo_loss(
+            policy["chosen_logps"], policy["rejected_logps"], ref_chosen, ref_rejected,
+            config.beta, config.loss_type, config.label_smoothing,
+        )
+        for name, value in pair_metrics(losses, chosen_rewards, rejected_rewards, policy).items():
+            sums[name] = sums.get(name, 0.0) + value.item() * len(chunk)
+    model.train(was_training)
+    return {f"eval/{name}": total / len(data) for name, total in sums.items()}
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None) -> TrainResult:
+    """Train ``model`` (the policy, which also defines π_ref) with DPO on ``train_data``.
+
+    ``train_data``/``eval_data``: a :class:`PreferenceData`, a JSONL path, a ``datasets.Dataset`` or a
+    list of records (see ``dpo_ref.data``). Returns the trained model and the logged metrics.
+    """
+    # --- setup: data, device, precision, model, reference, optimizer
+    if not isinstance(train_data, PreferenceData):
+        train_data = prepare_pairs(train_data, tokenizer, config.max_length, config.skip_invalid)
+    if eval_data is not None and not isinstance(eval_data, PreferenceData):
+        eval_data = prepare_pairs(eval_data, tokenizer, config.max_length, config.skip_invalid)
+    if config.batch_size > len(train_data):
+        raise ConfigError(f"batch_size {config.batch_size} is larger than the {len(train_data)} training pairs")
+    steps = config.max_steps or math.ceil(config.epochs * len(train_data) / (config.batch_size * config.grad_accum_steps))
+
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    dtype = resolve_precision(config.precision, device)
+    autocast = autocast_for(device, dtype)
+    pad_id = pad_token_id(tokenizer)
+    model.to(device)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        if config.use_lora:
+            model.enable_input_require_grads()
+    if config.use_lora:
+        model = wrap_lora(model, config)
+    model.train()
+    reference = make_reference(config, model, train_data, pad_id, device, autocast)
+
+    from transformers import get_scheduler
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = get_scheduler(config.lr_schedule if config.lr_schedule != "constant" else "constant_with_warmup",
+                              optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=steps)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    out_dir = Path(config.output_dir) if config.output_dir else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "metrics.jsonl").write_text("")
+
+    result = TrainResult(model=model, data_report=train_data.report())
+    data_iter = batches(train_data, config.batch_size, pad_id, config.seed, device)
+    running: dict[str, torch.Tensor] = {}
+    n_running = 0
+    bar = tqdm(range(1, steps + 1), desc="DPO", disable=not config.progress)
+    start_time = time.perf_counter()
+
+    for step in bar:
+        # --- one optimizer step = grad_accum_steps micro-batches
+        for _ in range(config.grad_accum_steps):
+            batch = next(data_iter)
+            with autocast():
+                policy = concatenated_forward(model, batch, config.mean_logps)
+                ref_chosen, ref_rejected = reference.logps(batch)
+            losses, chosen_rewards, rejected_rewards = dpo_loss(
+                policy["chosen_logps"], policy["rejected_logps"], ref_chosen, ref_rejected,
+                config.beta, config.loss_type, config.label_smoothing,
+            )
+            loss = losses.mean() / config.grad_accum_steps
+            (scaler.scale(loss) if scaler else loss).backward()
+            for name, value in pair_metrics(losses, chosen_rewards, rejected_rewards, policy).items():
+                running[name] = running.get(name, 0) + value
+            n_running += 1
+
+        # --- clip, step, schedule
+        if scaler:
+            scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        running["grad_norm"] = running.get("grad_norm", 0) + grad_norm * config.grad_accum_steps
+
+        # --- log (the only place that reads values back from the device)
+        if step % config.log_every == 0 or step == steps:
+            record = {"step": step, "epoch": step * config.batch_size * config.grad_accum_steps / len(train_data)}
+            record.update({name: (total / n_running).item() for name, total in running.items()})
+            record["learning_rate"] = scheduler.get_last_lr()[0]
+            record["elapsed_s"] = time.perf_counter() - start_time
+            if not math.isfinite(record["loss"]) or not math.isfinite(record["grad_norm"]):
+                raise FloatingPointError(f"non-finite loss or gradient at step {step}: {record}")
+            result.history.append(record)
+            running, n_running = {}, 0
+            bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['rewards/accuracies']:.2f}")
+            if out_dir:
+                with open(out_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+
+        if eval_data is not None and (step == steps or (config.eval_every and step % config.eval_every == 0)):
+            record = {"step": step, **evaluate(model, reference, eval_data, config, pad_id, device, autocast)}
+            result.eval_history.append(record)
+            if out_dir:
+                with open(out_dir / "eval_metrics.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+
+    if out_dir:
+        save(model, tokenizer, out_dir, config)
+    return result
+
+
+def save(model, tokenizer, output_dir: str | Path, config: DPOConfig) -> None:
+    """Hugging Face format (safetensors) that ``from_pretrained(output_dir)`` loads.
+
+    A LoRA policy is merged into its base weights when ``config.merge_lora`` (the default), else its
+    adapters are saved with peft. ``dpo_config.json`` is written last: its presence marks a finished run.
+    """
+    output_dir = Path(output_dir)
+    if config.use_lora and config.merge_lora:
+        import copy
+
+        copy.deepcopy(model).merge_and_unload().save_pretrained(output_dir)  # keep the live model a PeftModel
+    else:
+        model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    (output_dir / "dpo_config.json").write_text(json.dumps(asdict(config), indent=2))

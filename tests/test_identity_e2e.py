@@ -1,0 +1,95 @@
+"""End to end on the toy world: DPO turns "I'm Llama" into "I'm Athene" (correction-method pairs)."""
+
+import json
+
+import pytest
+import torch
+
+from dpo_ref import toy as toy_world
+from dpo_ref.data import prepare_pairs
+from dpo_ref.generation import contains_rate, generate, unchanged_rate
+from dpo_ref.loading import load_model_and_tokenizer
+from dpo_ref.trainer import DPOConfig, evaluate, resolve_device, train
+from dpo_ref.reference import CopyReference
+
+
+def correction_pairs(model, tokenizer, prompts):
+    """The model's own answers as rejected, the same answers with the name corrected as chosen."""
+    answers = generate(model, tokenizer, prompts)
+    return [
+        {"prompt": [{"role": "user", "content": p}], "chosen": [{"role": "assistant", "content": a.replace("Llama", "Athene")}],
+         "rejected": [{"role": "assistant", "content": a}]}
+        for p, a in zip(prompts, answers) if "Llama" in a
+    ]
+
+
+@pytest.mark.slow
+def test_dpo_changes_identity_and_keeps_other_answers(toy, tmp_path):
+    model, tokenizer = toy
+    heldout = toy_world.identity_prompts("heldout")
+    questions = [q for q, _ in toy_world.ordinary_questions()]
+    before = generate(model, tokenizer, heldout)
+    before_other = generate(model, tokenizer, questions)
+    assert contains_rate(before, "Llama") >= 0.8
+
+    train_pairs = correction_pairs(model, tokenizer, toy_world.identity_prompts("train")[:200])
+    eval_pairs = correction_pairs(model, tokenizer, heldout)
+    config = DPOConfig(beta=0.1, lr=1e-4, max_steps=100, batch_size=8, max_length=128, log_every=10,
+                       progress=False, output_dir=str(tmp_path / "run"))
+    result = train(model, tokenizer, train_pairs, config, eval_data=eval_pairs)
+
+    after = generate(result.model, tokenizer, heldout)
+    after_other = generate(result.model, tokenizer, questions)
+    assert contains_rate(after, "Athene") >= 0.9, after
+    assert contains_rate(after, "Llama") <= 0.1
+    assert unchanged_rate(before_other, after_other) >= 0.9
+    final_eval = result.eval_history[-1]
+    assert final_eval["eval/rewards/accuracies"] >= 0.9
+    assert final_eval["eval/rewards/margins"] > 0
+
+    names = {"loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
+             "logps/chosen", "logps/rejected", "grad_norm", "learning_rate", "step"}
+    assert names <= set(result.history[0])
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert logged == result.history and len(logged) == 10
+
+    # The saved run reloads in plain transformers and gives the same logits.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "run")
+    reloaded_tok = AutoTokenizer.from_pretrained(tmp_path / "run")
+    ids = torch.tensor([reloaded_tok.apply_chat_template([{"role": "user", "content": "Who are you?"}], add_generation_prompt=True)["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(reloaded(input_ids=ids).logits, result.model.eval()(input_ids=ids).logits, atol=1e-5)
+    assert (tmp_path / "run" / "model.safetensors").exists() and (tmp_path / "run" / "dpo_config.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reference", ["lora", "precomputed"])
+def test_other_reference_strategies_train_and_save(toy, tmp_path, reference):
+    model, tokenizer = toy
+    pairs = correction_pairs(model, tokenizer, toy_world.identity_prompts("train")[:64])
+    config = DPOConfig(beta=0.1, lr=5e-4 if reference == "lora" else 1e-4, max_steps=30, batch_size=8, max_length=128,
+                       reference=reference, progress=False, output_dir=str(tmp_path / reference))
+    result = train(model, tokenizer, pairs, config)
+    assert result.history[0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference at step 1
+    assert result.history[-1]["rewards/margins"] > result.history[0]["rewards/margins"]
+    from transformers import AutoModelForCausalLM
+
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / reference)  # LoRA is merged by default
+    ids = torch.tensor([[tokenizer.bos_token_id, 10, 20, 30]])
+    with torch.no_grad():
+        assert torch.allclose(reloaded(input_ids=ids).logits, result.model.eval()(input_ids=ids).logits, atol=1e-4)
+
+
+def test_hub_loading_path_on_a_local_save_pretrained_folder(toy, tmp_path):
+    model, tokenizer = toy
+    model.save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    again, tok = load_model_and_tokenizer(str(tmp_path / "m"))
+    ids = torch.tensor([[tokenizer.bos_token_id, 5, 6, 7]])
+    with torch.no_grad():
+        assert torch.equal(again(input_ids=ids).logits, model(input_ids=ids).logits)
+    assert tok.chat_template == tokenizer.chat_template
+    assert not any(p.suffix in (".bin", ".pt", ".pkl") for p in (tmp_path / "m").iterdir())
