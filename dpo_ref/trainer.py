@@ -8,7 +8,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -213,11 +213,14 @@ def evaluate(model, reference, data: PreferenceData, config: DPOConfig, pad_id: 
 # ---------------------------------------------------------------- the loop
 
 
-def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None) -> TrainResult:
+def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
+          eval_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None) -> TrainResult:
     """Train ``model`` (the policy, which also defines π_ref) with DPO on ``train_data``.
 
     ``train_data``/``eval_data``: a :class:`PreferenceData`, a JSONL path, a ``datasets.Dataset`` or a
-    list of records (see ``dpo_ref.data``). Returns the trained model and the logged metrics.
+    list of records (see ``dpo_ref.data``). ``eval_fn(model)`` may add measurements of your own (say,
+    generations) to each evaluation. Evaluations run every ``eval_every`` steps (and before the first
+    step) and at the end. Returns the trained model and the logged metrics.
     """
     # --- setup: data, device, precision, model, reference, optimizer
     if not isinstance(train_data, PreferenceData):
@@ -253,7 +256,8 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None) -> Tr
     out_dir = Path(config.output_dir) if config.output_dir else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "metrics.jsonl").write_text("")
+        for name in ("metrics.jsonl", "eval_metrics.jsonl"):
+            (out_dir / name).write_text("")
 
     result = TrainResult(model=model, data_report=train_data.report())
     data_iter = batches(train_data, config.batch_size, pad_id, config.seed, device)
@@ -262,6 +266,21 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None) -> Tr
     bar = tqdm(range(1, steps + 1), desc="DPO", disable=not config.progress)
     start_time = time.perf_counter()
 
+    def run_evaluation(step: int) -> None:
+        if eval_data is None and eval_fn is None:
+            return
+        record = {"step": step}
+        if eval_data is not None:
+            record.update(evaluate(model, reference, eval_data, config, pad_id, device, autocast))
+        if eval_fn is not None:
+            record.update(eval_fn(model))
+        result.eval_history.append(record)
+        if out_dir:
+            with open(out_dir / "eval_metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    if config.eval_every:
+        run_evaluation(0)
     for step in bar:
         # --- one optimizer step = grad_accum_steps micro-batches
         for _ in range(config.grad_accum_steps):
@@ -307,12 +326,8 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None) -> Tr
                 with open(out_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
 
-        if eval_data is not None and (step == steps or (config.eval_every and step % config.eval_every == 0)):
-            record = {"step": step, **evaluate(model, reference, eval_data, config, pad_id, device, autocast)}
-            result.eval_history.append(record)
-            if out_dir:
-                with open(out_dir / "eval_metrics.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
+        if step == steps or (config.eval_every and step % config.eval_every == 0):
+            run_evaluation(step)
 
     if out_dir:
         save(model, tokenizer, out_dir, config)

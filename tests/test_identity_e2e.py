@@ -71,8 +71,9 @@ def test_other_reference_strategies_train_and_save(toy, tmp_path, reference):
     model, tokenizer = toy
     pairs = correction_pairs(model, tokenizer, toy_world.identity_prompts("train")[:64])
     config = DPOConfig(beta=0.1, lr=5e-4 if reference == "lora" else 1e-4, max_steps=30, batch_size=8, max_length=128,
-                       reference=reference, progress=False, output_dir=str(tmp_path / reference))
-    result = train(model, tokenizer, pairs, config)
+                       reference=reference, progress=False, output_dir=str(tmp_path / reference), eval_every=15)
+    result = train(model, tokenizer, pairs, config, eval_fn=lambda m: {"training": float(m.training)})
+    assert [(r["step"], r["training"]) for r in result.eval_history] == [(0, 1.0), (15, 1.0), (30, 1.0)]
     assert result.history[0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference at step 1
     assert result.history[-1]["rewards/margins"] > result.history[0]["rewards/margins"]
     from transformers import AutoModelForCausalLM
