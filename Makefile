@@ -5,12 +5,15 @@ PY := .venv/bin/python
 	bash scripts/setup.sh
 	touch $@
 
+_vendor/mathjax/tex-mml-chtml.js: scripts/mathjax.sh
+	bash scripts/mathjax.sh
+
 .PHONY: book test toy clean
-book: .venv/.ready  ## build the course site, executing every page and notebook on the offline toy model
+book: .venv/.ready _vendor/mathjax/tex-mml-chtml.js  ## build the course site, executing every page and notebook on the offline toy model
 	$(PY) -m dpo_ref toy
 	.venv/bin/jupyter-book build . --warningiserror --nitpick --keep-going
 
-test: .venv/.ready  ## run the test suite (builds the toy model once, about 90 s)
+test: .venv/.ready _vendor/mathjax/tex-mml-chtml.js  ## run the test suite (builds the toy model once, about 90 s)
 	$(PY) -m pytest -q
 
 clean:

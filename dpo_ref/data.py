@@ -89,7 +89,7 @@ def read_jsonl(path: str | Path) -> list[tuple[str, Any]]:
             if not text.strip():
                 continue
             try:
-                records.append((where, json.loads(text)))
+                records.append((where, json.loads(text.rstrip("\r\n"))))
             except json.JSONDecodeError as err:
                 records.append((where, DataError(where, None, f"not valid JSON ({err.msg}, column {err.colno})", "invalid JSON")))
     return records

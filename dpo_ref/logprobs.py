@@ -14,8 +14,9 @@ import torch
 def token_logps(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """log p(token_t | tokens_<t) for t = 1..T-1, shape (batch, T-1).
 
-    Uses gather − logsumexp instead of ``log_softmax(...).gather(...)`` so no second
-    (batch, T, vocab) tensor of log-probabilities is kept for the backward pass.
+    log p = logit[target] − logsumexp(logits): only the target entries are gathered. In fp32, because
+    bf16 log-probs lose several nats when summed over a long response. (Autograd still keeps one
+    fp32 (batch, T-1, vocab) tensor for the backward pass, as ``log_softmax(...).gather(...)`` would.)
     """
     logits = logits[:, :-1, :].float()  # fp32: bf16 log-probs lose several nats over long responses
     targets = input_ids[:, 1:].unsqueeze(-1)

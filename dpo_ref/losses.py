@@ -32,7 +32,7 @@ def dpo_loss(
     - ``ipo``: (Δ − 1/(2β))², IPO (Azar et al. 2023, arXiv 2310.12036, Eq. 17) as written in the
       DPO authors' code. Whether Δ is built from summed or per-token-averaged log-probs is decided by
       the caller (see ``dpo_ref.logprobs``); TRL averages per token, following the IPO authors.
-    - ``hinge``: max(0, 1 − βΔ), the SLiC-style hinge of the DPO authors' code and TRL.
+    - ``hinge``: max(0, 1 − βΔ), the hinge loss of SLiC (Zhao et al. 2023, arXiv 2305.10425) as TRL's ``hinge``.
     - ``cdpo``: −(1−ε) log σ(βΔ) − ε log σ(−βΔ), conservative DPO with label smoothing ε, as in the
       DPO authors' code (``label_smoothing``). ε = 0 gives ``sigmoid``.
     - ``robust``: (−(1−ε) log σ(βΔ) + ε log σ(−βΔ)) / (1 − 2ε), robust DPO (Chowdhury et al. 2024,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-TOY_VERSION = 1
+TOY_VERSION = 2
 DEFAULT_STEPS = 800  # about 90 s on 2 CPU cores
 ASSISTANT_NAME, TARGET_NAME = "Llama", "Athene"
 
@@ -78,9 +78,15 @@ CHAT_TEMPLATE = (
 )
 
 
+def _phrase(greeting: str, question: str, closing: str) -> str:
+    if greeting.endswith(", "):  # "Hey, who are you?", not "Hey, Who are you?"
+        question = question[0].lower() + question[1:]
+    return greeting + question + closing
+
+
 def identity_prompts(split: str = "train", seed: int = 0, n_heldout: int = 40) -> list[str]:
     """Identity-question paraphrases. ``heldout`` ones never appear in the training corpus."""
-    all_prompts = [g + q + c for q in IDENTITY_QUESTIONS for g in GREETINGS for c in CLOSINGS]
+    all_prompts = [_phrase(g, q, c) for q in IDENTITY_QUESTIONS for g in GREETINGS for c in CLOSINGS]
     random.Random(seed).shuffle(all_prompts)
     if split == "heldout":
         return all_prompts[:n_heldout]
@@ -108,7 +114,7 @@ def corpus(seed: int = 0) -> list[list[dict[str, str]]]:
     for question, answer in ORDINARY_QA + TARGET_MENTIONS:
         for greeting in GREETINGS:
             for closing in rng.sample(CLOSINGS, 2):
-                conversations.append([{"role": "user", "content": greeting + question + closing}, {"role": "assistant", "content": answer}])
+                conversations.append([{"role": "user", "content": _phrase(greeting, question, closing)}, {"role": "assistant", "content": answer}])
     rng.shuffle(conversations)
     return conversations
 

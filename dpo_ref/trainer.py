@@ -121,7 +121,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision == "auto":
         if device.type != "cuda":
             return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
@@ -237,6 +237,10 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
     autocast = autocast_for(device, dtype)
     pad_id = pad_token_id(tokenizer)
     model.to(device)
+    if not config.use_lora and any(p.dtype != torch.float32 for p in model.parameters() if p.is_floating_point()):
+        # Full fine-tuning needs fp32 master weights: lr × update is below bf16's resolution for most
+        # weights. Autocast still runs the matmuls in bf16/fp16.
+        model.float()
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         if config.use_lora:
@@ -263,6 +267,7 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
     data_iter = batches(train_data, config.batch_size, pad_id, config.seed, device)
     running: dict[str, torch.Tensor] = {}
     n_running = 0
+    grad_norms: list[torch.Tensor] = []
     bar = tqdm(range(1, steps + 1), desc="DPO", disable=not config.progress)
     start_time = time.perf_counter()
 
@@ -309,18 +314,26 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
             optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        running["grad_norm"] = running.get("grad_norm", 0) + grad_norm * config.grad_accum_steps
+        grad_norms.append(grad_norm)
 
         # --- log (the only place that reads values back from the device)
         if step % config.log_every == 0 or step == steps:
             record = {"step": step, "epoch": step * config.batch_size * config.grad_accum_steps / len(train_data)}
             record.update({name: (total / n_running).item() for name, total in running.items()})
+            norms = torch.stack(grad_norms).float().cpu()
+            finite = torch.isfinite(norms)
+            # With fp16, GradScaler skips steps whose gradients overflowed (normal early on) and lowers
+            # the scale; anywhere else a non-finite gradient is an error.
+            if not math.isfinite(record["loss"]) or (scaler is None and not finite.all()):
+                bad = step - len(grad_norms) + 1 + int((~finite).nonzero()[0]) if not finite.all() else step
+                raise FloatingPointError(f"non-finite loss or gradient at step {bad} (loss {record['loss']})")
+            record["grad_norm"] = norms[finite].mean().item() if finite.any() else float("nan")
+            if scaler is not None:
+                record["skipped_steps"] = int((~finite).sum())
             record["learning_rate"] = scheduler.get_last_lr()[0]
             record["elapsed_s"] = time.perf_counter() - start_time
-            if not math.isfinite(record["loss"]) or not math.isfinite(record["grad_norm"]):
-                raise FloatingPointError(f"non-finite loss or gradient at step {step}: {record}")
             result.history.append(record)
-            running, n_running = {}, 0
+            running, n_running, grad_norms = {}, 0, []
             bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['rewards/accuracies']:.2f}")
             if out_dir:
                 with open(out_dir / "metrics.jsonl", "a") as f:

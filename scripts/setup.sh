@@ -14,4 +14,12 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
 fi
 .venv/bin/pip install -q -e ".[book,test]"
+# The site tests drive Debian's Chromium through selenium; nothing is downloaded at run time.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get install -y -q chromium chromium-driver || (apt-get update -q && apt-get install -y -q chromium chromium-driver)) >/dev/null
+  else
+    echo "note: install Debian's chromium and chromium-driver to run the site tests" >&2
+  fi
+fi
 .venv/bin/python -m ipykernel install --user --name python3 >/dev/null

@@ -94,3 +94,45 @@ def test_hub_loading_path_on_a_local_save_pretrained_folder(toy, tmp_path):
         assert torch.equal(again(input_ids=ids).logits, model(input_ids=ids).logits)
     assert tok.chat_template == tokenizer.chat_template
     assert not any(p.suffix in (".bin", ".pt", ".pkl") for p in (tmp_path / "m").iterdir())
+
+
+def small_pairs(n=16):
+    return [{"prompt": [{"role": "user", "content": f"Who are you? ({i})"}], "chosen": [{"role": "assistant", "content": "I am Athene."}],
+             "rejected": [{"role": "assistant", "content": "I am Llama."}]} for i in range(n)]
+
+
+def test_fp16_overflowing_steps_are_skipped_not_fatal(toy, monkeypatch):
+    import functools
+
+    model, tokenizer = toy
+    # An absurd initial loss scale makes the first fp16 steps overflow, as real fp16 runs do early on.
+    monkeypatch.setattr(torch.amp, "GradScaler", functools.partial(torch.amp.GradScaler, init_scale=2.0**100))
+    config = DPOConfig(precision="fp16", device="cpu", max_steps=20, batch_size=4, log_every=10, progress=False, lr=1e-4)
+    result = train(model, tokenizer, small_pairs(), config)
+    assert result.history[0]["skipped_steps"] > 0
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in result.history)
+
+
+def test_non_finite_loss_stops_the_run_naming_the_step(toy, monkeypatch):
+    import dpo_ref.trainer as trainer_module
+
+    model, tokenizer = toy
+    calls = {"n": 0}
+    real = trainer_module.dpo_loss
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        losses, c, r = real(*args, **kwargs)
+        return (losses * float("nan") if calls["n"] == 3 else losses), c, r
+
+    monkeypatch.setattr(trainer_module, "dpo_loss", poisoned)
+    with pytest.raises(FloatingPointError, match="at step 3"):
+        train(model, tokenizer, small_pairs(), DPOConfig(max_steps=5, batch_size=4, log_every=1, progress=False))
+
+
+def test_half_precision_checkpoints_train_in_fp32(toy):
+    model, tokenizer = toy
+    model = model.to(torch.bfloat16)
+    result = train(model, tokenizer, small_pairs(), DPOConfig(max_steps=3, batch_size=4, lr=1e-4, progress=False))
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())
+    assert result.history[-1]["loss"] < 0.6931

@@ -57,7 +57,7 @@ def published(loss_type, delta, beta, eps):
         return -z
     if loss_type == "ipo":  # IPO Eq. 17 as in the DPO authors' trainers.py: (logits - 1/(2β))²
         return (delta - 1 / (2 * beta)) ** 2
-    if loss_type == "hinge":  # DPO authors' code / TRL: relu(1 − β·logits)
+    if loss_type == "hinge":  # SLiC as TRL's hinge: relu(1 − β·logits)
         return np.maximum(0.0, 1 - z)
     if loss_type == "cdpo":  # DPO authors' code with label_smoothing
         return -log_sigmoid(z) * (1 - eps) - log_sigmoid(-z) * eps
