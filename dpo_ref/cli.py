@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
+from pathlib import Path
 
+from .checkpoint import CheckpointError
 from .data import DataError
 from .trainer import ConfigError, DPOConfig
 
@@ -22,10 +25,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     toy.add_argument("--steps", type=int, help="pretraining steps (default 800, about 90 s on 2 CPU cores; needs --output)")
 
     tr = sub.add_parser("train", help="train a model with DPO on a JSONL file of preference pairs")
-    tr.add_argument("--model", required=True, help="hub id, local save_pretrained folder, or 'toy'")
-    tr.add_argument("--data", required=True, help="JSONL with prompt/chosen/rejected (standard or conversational)")
+    tr.add_argument("--model", help="hub id, local save_pretrained folder, or 'toy'")
+    tr.add_argument("--data", help="JSONL with prompt/chosen/rejected (standard or conversational)")
     tr.add_argument("--eval-data", help="held-out JSONL evaluated at the end (and every --eval-every steps)")
-    tr.add_argument("--output", required=True, help="folder for the trained model, tokenizer and metrics.jsonl")
+    tr.add_argument("--output", help="folder for the trained model, tokenizer and metrics.jsonl")
+    tr.add_argument("--save-every", type=int, help="write a checkpoint every N steps (and at the end) into OUTPUT/checkpoints")
+    tr.add_argument("--resume", metavar="OUTPUT_DIR",
+                    help="continue the run in OUTPUT_DIR from its latest checkpoint, with the arguments it was started with")
     tr.add_argument("--config", help="JSON file of DPOConfig fields; command-line flags override it")
     tr.add_argument("--beta", type=float)
     tr.add_argument("--loss-type")
@@ -64,10 +70,35 @@ def config_from_args(args: argparse.Namespace) -> DPOConfig:
         if value is not None:
             values[f.name] = value
     values["output_dir"] = args.output
+    values["resume"] = bool(args.resume)
     try:
         return DPOConfig.from_dict(values)
     except TypeError as err:
         raise ConfigError(str(err)) from None
+
+
+RUN_ARGS = "run_args.json"
+
+
+def resolve_resume(args: argparse.Namespace) -> argparse.Namespace:
+    """``--resume DIR`` takes the arguments the run was started with (saved in DIR/run_args.json)."""
+    if args.resume:
+        saved = Path(args.resume) / RUN_ARGS
+        if not saved.exists():
+            raise ConfigError(f"--resume {args.resume}: no {RUN_ARGS} there; was the run started with --output {args.resume}?")
+        resume = args.resume
+        args = argparse.Namespace(**json.loads(saved.read_text()))
+        args.resume = resume
+        return args
+    missing = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--output", args.output)) if not value]
+    if missing:
+        raise ConfigError(f"train needs {', '.join(missing)} (or --resume OUTPUT_DIR)")
+    return args
+
+
+def save_run_args(args: argparse.Namespace) -> None:
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    (Path(args.output) / RUN_ARGS).write_text(json.dumps({k: v for k, v in vars(args).items() if k != "resume"}, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,21 +116,27 @@ def main(argv: list[str] | None = None) -> int:
                     return 0
             build_toy(args.output, seed=args.seed, steps=args.steps or DEFAULT_STEPS)
             return 0
+        args = resolve_resume(args)
         config = config_from_args(args)  # validated before any model is loaded
+        is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun/accelerate only rank 0 writes and prints
+        if not args.resume and is_main:
+            save_run_args(args)
         from .data import prepare_pairs
         from .loading import load_model_and_tokenizer
         from .trainer import train
 
         model, tokenizer = load_model_and_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
         data = prepare_pairs(args.data, tokenizer, config.max_length, config.skip_invalid)
-        print(f"data: {data.report()}", file=sys.stderr)
-        for message in data.skip_messages[:10]:
-            print(f"  skipped {message}", file=sys.stderr)
+        if is_main:
+            print(f"data: {data.report()}", file=sys.stderr)
+            for message in data.skip_messages[:10]:
+                print(f"  skipped {message}", file=sys.stderr)
         eval_data = prepare_pairs(args.eval_data, tokenizer, config.max_length, config.skip_invalid) if args.eval_data else None
         result = train(model, tokenizer, data, config, eval_data)
-        final = {k: round(v, 4) for k, v in result.history[-1].items()}
-        print(f"done: {json.dumps(final)}\nsaved to {args.output}", file=sys.stderr)
+        if is_main:
+            final = {k: round(v, 4) for k, v in result.history[-1].items()}
+            print(f"done: {json.dumps(final)}\nsaved to {args.output}", file=sys.stderr)
         return 0
-    except (DataError, ConfigError, FileNotFoundError, FloatingPointError) as err:
+    except (DataError, ConfigError, CheckpointError, FileNotFoundError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

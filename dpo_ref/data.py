@@ -217,9 +217,19 @@ def encode_response(tokenizer, prompt: Any, response: Any, where: str = "", name
     return tokenizer(full_text[len(prompt_text):], add_special_tokens=False)["input_ids"]
 
 
-def tokenize_pair(record: Any, index: int, where: str, tokenizer, max_length: int) -> tuple[PreferencePair, bool]:
-    """Validate and tokenize one record; returns the pair and whether a response was truncated."""
+def tokenize_pair(record: Any, index: int, where: str, tokenizer, max_length: int,
+                  seen: dict[str, str] | None = None) -> tuple[PreferencePair, bool]:
+    """Validate and tokenize one record; returns the pair and whether a response was truncated.
+
+    ``seen`` maps each earlier pair to where it was, to reject exact duplicates (which would silently
+    weight one example twice).
+    """
     prompt, chosen, rejected = normalize_record(record, where)
+    if seen is not None:
+        key = json.dumps([prompt, chosen, rejected])
+        if key in seen:
+            raise DataError(where, None, f"duplicate of {seen[key]}", "duplicate pair")
+        seen[key] = where
     prompt_ids = encode_prompt(tokenizer, prompt)
     if len(prompt_ids) >= max_length:
         raise DataError(where, "prompt", f"the prompt alone is {len(prompt_ids)} tokens, max_length is {max_length}", "prompt too long")
@@ -240,9 +250,10 @@ def prepare_pairs(source: Any, tokenizer, max_length: int, skip_invalid: bool = 
     counted by reason in ``PreferenceData.skipped`` instead.
     """
     data = PreferenceData(pairs=[])
+    seen: dict[str, str] = {}
     for where, record in iter_records(source):
         try:
-            pair, truncated = tokenize_pair(record, len(data.pairs), where, tokenizer, max_length)
+            pair, truncated = tokenize_pair(record, len(data.pairs), where, tokenizer, max_length, seen)
         except DataError as err:
             if not skip_invalid:
                 raise

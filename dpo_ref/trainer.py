@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -13,7 +14,9 @@ from typing import Any, Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoint import latest_checkpoint, load_checkpoint, restore, save_checkpoint
 from .data import PreferenceData, collate, pad_token_id, prepare_pairs
+from .distributed import Processes, barrier, init_processes, launched_world_size, mean_over_processes, wrap
 from .logprobs import concatenated_forward
 from .losses import LOSS_TYPES, dpo_loss
 from .reference import CopyReference, LoraReference, PrecomputedReference
@@ -56,6 +59,9 @@ class DPOConfig:
     eval_every: int = 0                   # 0: evaluate only at the end (if eval data is given)
     skip_invalid: bool = False            # skip (and count) malformed records instead of failing
     output_dir: str | None = None
+    save_every: int = 0                   # checkpoint every N steps (and at the end) into output_dir
+    keep_checkpoints: int = 2
+    resume: bool = False                  # continue from the latest checkpoint in output_dir
     progress: bool = True
 
     def __post_init__(self):
@@ -73,6 +79,8 @@ class DPOConfig:
             (self.lr_schedule in ("linear", "cosine", "constant"), f"unknown lr_schedule {self.lr_schedule!r}"),
             (self.precision in ("auto", "fp32", "bf16", "fp16"), f"unknown precision {self.precision!r}"),
             (self.log_every >= 1 and self.eval_every >= 0, "log_every must be >= 1 and eval_every >= 0"),
+            (self.save_every >= 0 and self.keep_checkpoints >= 1, "save_every must be >= 0 and keep_checkpoints >= 1"),
+            (not (self.save_every or self.resume) or self.output_dir, "save_every and resume need an output_dir"),
         ]
         for ok, message in checks:
             if not ok:
@@ -109,8 +117,8 @@ class TrainResult:
 def resolve_device(name: str = "auto") -> torch.device:
     if name != "auto":
         return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
+    if torch.cuda.is_available():  # under torchrun/accelerate each process takes its own GPU
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
@@ -134,13 +142,23 @@ def autocast_for(device: torch.device, dtype: torch.dtype):
 # ---------------------------------------------------------------- pieces of the loop
 
 
-def batches(data: PreferenceData, batch_size: int, pad_id: int, seed: int, device: torch.device) -> Iterator[dict]:
-    """Endless shuffled batches, a new permutation each epoch, moved to ``device``."""
+def batches(data: PreferenceData, batch_size: int, pad_id: int, seed: int, device: torch.device,
+            skip: int = 0, procs: Processes = Processes()) -> Iterator[dict]:
+    """Endless shuffled batches, a new permutation each epoch, moved to ``device``.
+
+    The order depends only on the seed, so skipping the first ``skip`` batches (to resume) gives
+    exactly the batches an uninterrupted run would have seen next. With several processes each takes
+    every ``world``-th pair of the same global batch.
+    """
     generator = torch.Generator().manual_seed(seed)
+    per_epoch = len(data) // batch_size  # drop the ragged tail
     while True:
         order = torch.randperm(len(data), generator=generator).tolist()
-        for start in range(0, len(order) - batch_size + 1, batch_size):  # drop the ragged tail
-            batch = collate([data.pairs[i] for i in order[start : start + batch_size]], pad_id)
+        first = min(skip, per_epoch)
+        skip -= first
+        for b in range(first, per_epoch):
+            indices = order[b * batch_size : (b + 1) * batch_size][procs.rank :: procs.world]
+            batch = collate([data.pairs[i] for i in indices], pad_id)
             yield to_device(batch, device)
 
 
@@ -229,10 +247,13 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
         eval_data = prepare_pairs(eval_data, tokenizer, config.max_length, config.skip_invalid)
     if config.batch_size > len(train_data):
         raise ConfigError(f"batch_size {config.batch_size} is larger than the {len(train_data)} training pairs")
+    if config.batch_size % launched_world_size():
+        raise ConfigError(f"batch_size {config.batch_size} must be a multiple of the {launched_world_size()} processes")
     steps = config.max_steps or math.ceil(config.epochs * len(train_data) / (config.batch_size * config.grad_accum_steps))
 
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
+    procs = init_processes(device)
     dtype = resolve_precision(config.precision, device)
     autocast = autocast_for(device, dtype)
     pad_id = pad_token_id(tokenizer)
@@ -249,6 +270,7 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
         model = wrap_lora(model, config)
     model.train()
     reference = make_reference(config, model, train_data, pad_id, device, autocast)
+    trained = wrap(model, procs, device)  # DDP when launched with several processes; else the model itself
 
     from transformers import get_scheduler
 
@@ -257,22 +279,37 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
     scheduler = get_scheduler(config.lr_schedule if config.lr_schedule != "constant" else "constant_with_warmup",
                               optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=steps)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-    out_dir = Path(config.output_dir) if config.output_dir else None
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("metrics.jsonl", "eval_metrics.jsonl"):
-            (out_dir / name).write_text("")
-
+    out_dir = Path(config.output_dir) if config.output_dir and procs.is_main else None  # only rank 0 writes
     result = TrainResult(model=model, data_report=train_data.report())
-    data_iter = batches(train_data, config.batch_size, pad_id, config.seed, device)
     running: dict[str, torch.Tensor] = {}
     n_running = 0
     grad_norms: list[torch.Tensor] = []
-    bar = tqdm(range(1, steps + 1), desc="DPO", disable=not config.progress)
+
+    # --- resume: weights, optimizer, scheduler, scaler, RNG, data position and unlogged metrics
+    start_step = 0
+    run_dir = Path(config.output_dir) if config.output_dir else None
+    checkpoint = load_checkpoint(latest_checkpoint(run_dir)) if config.resume and latest_checkpoint(run_dir) else None
+    if checkpoint:
+        restore(checkpoint, model, optimizer, scheduler, scaler)
+        start_step = checkpoint.step
+        running = {k[len("running."):]: v.to(device) for k, v in checkpoint.tensors.items() if k.startswith("running.")}
+        grad_norms = list(running.pop("grad_norms", torch.empty(0)).unbind()) if "grad_norms" in running else []
+        n_running = checkpoint.meta["n_running"]
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("metrics.jsonl", "eval_metrics.jsonl"):  # keep what was logged up to the checkpoint
+            path = out_dir / name
+            kept = [l for l in path.read_text().splitlines() if json.loads(l)["step"] <= start_step] if checkpoint and path.exists() else []
+            path.write_text("".join(l + "\n" for l in kept))
+            (result.history if name == "metrics.jsonl" else result.eval_history).extend(json.loads(l) for l in kept)
+    data_iter = batches(train_data, config.batch_size, pad_id, config.seed, device,
+                        skip=start_step * config.grad_accum_steps, procs=procs)
+    bar = tqdm(range(start_step + 1, steps + 1), desc="DPO", disable=not (config.progress and procs.is_main),
+               initial=start_step, total=steps)
     start_time = time.perf_counter()
 
     def run_evaluation(step: int) -> None:
-        if eval_data is None and eval_fn is None:
+        if (eval_data is None and eval_fn is None) or not procs.is_main:
             return
         record = {"step": step}
         if eval_data is not None:
@@ -284,14 +321,14 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
             with open(out_dir / "eval_metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    if config.eval_every:
+    if config.eval_every and start_step == 0:
         run_evaluation(0)
     for step in bar:
         # --- one optimizer step = grad_accum_steps micro-batches
         for _ in range(config.grad_accum_steps):
             batch = next(data_iter)
             with autocast():
-                policy = concatenated_forward(model, batch, config.mean_logps)
+                policy = concatenated_forward(trained, batch, config.mean_logps)
                 ref_chosen, ref_rejected = reference.logps(batch)
             losses, chosen_rewards, rejected_rewards = dpo_loss(
                 policy["chosen_logps"], policy["rejected_logps"], ref_chosen, ref_rejected,
@@ -319,7 +356,8 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
         # --- log (the only place that reads values back from the device)
         if step % config.log_every == 0 or step == steps:
             record = {"step": step, "epoch": step * config.batch_size * config.grad_accum_steps / len(train_data)}
-            record.update({name: (total / n_running).item() for name, total in running.items()})
+            averaged = mean_over_processes({name: total / n_running for name, total in running.items()}, procs)
+            record.update({name: value.item() for name, value in averaged.items()})
             norms = torch.stack(grad_norms).float().cpu()
             finite = torch.isfinite(norms)
             # With fp16, GradScaler skips steps whose gradients overflowed (normal early on) and lowers
@@ -342,8 +380,16 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
         if step == steps or (config.eval_every and step % config.eval_every == 0):
             run_evaluation(step)
 
+        if config.save_every and procs.is_main and (step % config.save_every == 0 or step == steps):
+            unlogged = {f"running.{k}": v for k, v in running.items()}
+            if grad_norms:
+                unlogged["running.grad_norms"] = torch.stack(grad_norms)
+            save_checkpoint(out_dir, step, model, optimizer, scheduler, scaler, unlogged,
+                            {"n_running": n_running, "config": asdict(config)}, keep=config.keep_checkpoints)
+
     if out_dir:
         save(model, tokenizer, out_dir, config)
+    barrier(procs)
     return result
 
 

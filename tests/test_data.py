@@ -94,6 +94,9 @@ BAD = [
     ({**conv(), "chosen": [{"role": "user", "content": "hi"}]}, "chosen[0].role", "must end with an assistant", "wrong role"),
     ({"chosen": "abc", "rejected": "xyz"}, "prompt", "share no prefix", "missing field"),
     ({"prompt": "word " * 200, "chosen": "a", "rejected": "b"}, "prompt", "the prompt alone is", "prompt too long"),
+    ({"prompt": "x" * 1_000_000, "chosen": "a", "rejected": "b"}, "prompt", "the prompt alone is", "prompt too long"),
+    (conv(), None, "duplicate of record 0", "duplicate pair"),
+    ({**conv(), "prompt": [{"role": "narrator", "content": "hi"}]}, "prompt[0].role", "unknown role 'narrator'", "unknown role"),
 ]
 
 
