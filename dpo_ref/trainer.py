@@ -206,6 +206,18 @@ def wrap_lora(model, config: DPOConfig):
     return get_peft_model(model, lora_config)
 
 
+def batch_loss(model, reference, batch: dict[str, torch.Tensor], config: DPOConfig, autocast):
+    """Per-pair losses of one batch (policy forward, reference log-probs, loss) and its metrics."""
+    with autocast():
+        policy = concatenated_forward(model, batch, config.mean_logps)
+        ref_chosen, ref_rejected = reference.logps(batch)
+    losses, chosen_rewards, rejected_rewards = dpo_loss(
+        policy["chosen_logps"], policy["rejected_logps"], ref_chosen, ref_rejected,
+        config.beta, config.loss_type, config.label_smoothing,
+    )
+    return losses, pair_metrics(losses, chosen_rewards, rejected_rewards, policy)
+
+
 @torch.no_grad()
 def evaluate(model, reference, data: PreferenceData, config: DPOConfig, pad_id: int, device, autocast) -> dict[str, float]:
     """Mean DPO metrics over ``data`` (no gradients), named ``eval/<metric>``."""
@@ -214,15 +226,8 @@ def evaluate(model, reference, data: PreferenceData, config: DPOConfig, pad_id: 
     sums: dict[str, float] = {}
     for start in range(0, len(data), config.batch_size):
         chunk = data.pairs[start : start + config.batch_size]
-        batch = to_device(collate(chunk, pad_id), device)
-        with autocast():
-            policy = concatenated_forward(model, batch, config.mean_logps)
-            ref_chosen, ref_rejected = reference.logps(batch)
-        losses, chosen_rewards, rejected_rewards = dpo_loss(
-            policy["chosen_logps"], policy["rejected_logps"], ref_chosen, ref_rejected,
-            config.beta, config.loss_type, config.label_smoothing,
-        )
-        for name, value in pair_metrics(losses, chosen_rewards, rejected_rewards, policy).items():
+        _, metrics = batch_loss(model, reference, to_device(collate(chunk, pad_id), device), config, autocast)
+        for name, value in metrics.items():
             sums[name] = sums.get(name, 0.0) + value.item() * len(chunk)
     model.train(was_training)
     return {f"eval/{name}": total / len(data) for name, total in sums.items()}
@@ -326,17 +331,10 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
     for step in bar:
         # --- one optimizer step = grad_accum_steps micro-batches
         for _ in range(config.grad_accum_steps):
-            batch = next(data_iter)
-            with autocast():
-                policy = concatenated_forward(trained, batch, config.mean_logps)
-                ref_chosen, ref_rejected = reference.logps(batch)
-            losses, chosen_rewards, rejected_rewards = dpo_loss(
-                policy["chosen_logps"], policy["rejected_logps"], ref_chosen, ref_rejected,
-                config.beta, config.loss_type, config.label_smoothing,
-            )
+            losses, metrics = batch_loss(trained, reference, next(data_iter), config, autocast)
             loss = losses.mean() / config.grad_accum_steps
             (scaler.scale(loss) if scaler else loss).backward()
-            for name, value in pair_metrics(losses, chosen_rewards, rejected_rewards, policy).items():
+            for name, value in metrics.items():
                 running[name] = running.get(name, 0) + value
             n_running += 1
 
