@@ -243,7 +243,9 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
     ``train_data``/``eval_data``: a :class:`PreferenceData`, a JSONL path, a ``datasets.Dataset`` or a
     list of records (see ``dpo_ref.data``). ``eval_fn(model)`` may add measurements of your own (say,
     generations) to each evaluation. Evaluations run every ``eval_every`` steps (and before the first
-    step) and at the end. Returns the trained model and the logged metrics.
+    step) and at the end. Returns the trained model and the logged metrics. ``model`` is trained in
+    place (``result.model`` is the same object, wrapped with LoRA if asked): pass a
+    ``copy.deepcopy`` to keep the original.
     """
     # --- setup: data, device, precision, model, reference, optimizer
     if not isinstance(train_data, PreferenceData):
