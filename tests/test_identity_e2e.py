@@ -136,3 +136,14 @@ def test_half_precision_checkpoints_train_in_fp32(toy):
     result = train(model, tokenizer, small_pairs(), DPOConfig(max_steps=3, batch_size=4, lr=1e-4, progress=False))
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
     assert result.history[-1]["loss"] < 0.6931
+
+
+def test_same_seed_same_metrics_and_weights(toy_dir):
+    runs = []
+    for _ in range(2):
+        model, tokenizer = load_model_and_tokenizer(str(toy_dir))
+        result = train(model, tokenizer, small_pairs(), DPOConfig(max_steps=4, batch_size=4, lr=1e-4, progress=False))
+        runs.append(([{k: v for k, v in r.items() if k != "elapsed_s"} for r in result.history],
+                     [p.detach().clone() for p in result.model.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
