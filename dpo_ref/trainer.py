@@ -189,10 +189,9 @@ def make_reference(config: DPOConfig, model, data: PreferenceData, pad_id: int, 
             to_device(collate(data.pairs[i : i + config.batch_size], pad_id), device)
             for i in range(0, len(data), config.batch_size)
         )
-        if config.use_lora:  # fresh adapters change nothing yet, but be exact: use the base model
-            with model.disable_adapter():
-                return PrecomputedReference.from_batches(model, batches_in_order, len(data), config.mean_logps, autocast)
-        return PrecomputedReference.from_batches(model, batches_in_order, len(data), config.mean_logps, autocast)
+        # Fresh adapters change nothing yet, but be exact: with LoRA, use the base model.
+        with model.disable_adapter() if config.use_lora else contextlib.nullcontext():
+            return PrecomputedReference.from_batches(model, batches_in_order, len(data), config.mean_logps, autocast)
     return CopyReference(model, config.mean_logps)
 
 
@@ -294,13 +293,14 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
 
     # --- resume: weights, optimizer, scheduler, scaler, RNG, data position and unlogged metrics
     start_step = 0
-    run_dir = Path(config.output_dir) if config.output_dir else None
-    checkpoint = load_checkpoint(latest_checkpoint(run_dir)) if config.resume and latest_checkpoint(run_dir) else None
+    latest = latest_checkpoint(Path(config.output_dir)) if config.resume else None
+    checkpoint = load_checkpoint(latest) if latest else None
     if checkpoint:
         restore(checkpoint, model, optimizer, scheduler, scaler)
         start_step = checkpoint.step
         running = {k[len("running."):]: v.to(device) for k, v in checkpoint.tensors.items() if k.startswith("running.")}
-        grad_norms = list(running.pop("grad_norms", torch.empty(0)).unbind()) if "grad_norms" in running else []
+        saved_norms = running.pop("grad_norms", None)
+        grad_norms = list(saved_norms.unbind()) if saved_norms is not None else []
         n_running = checkpoint.meta["n_running"]
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
