@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--seed", type=int)
     tr.add_argument("--reference", choices=["copy", "lora", "precomputed"])
     tr.add_argument("--lora", action="store_true", default=None, help="train LoRA adapters (implied by --reference lora)")
+    tr.add_argument("--no-prompt-sharing", dest="prompt_sharing", action="store_false", default=None,
+                    help="run prompt + chosen and prompt + rejected as separate rows (for attention without custom masks)")
+    tr.add_argument("--group-by-length", action="store_true", default=None, help="batch pairs of similar length")
     tr.add_argument("--device")
     tr.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     tr.add_argument("--eval-every", type=int)

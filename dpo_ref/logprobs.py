@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from .prompt_sharing import shared_forward
+
 
 def token_logps(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """log p(token_t | tokens_<t) for t = 1..T-1, shape (batch, T-1).
@@ -57,3 +59,11 @@ def concatenated_forward(
         "chosen_tokens": n_tokens[:n_pairs],
         "rejected_tokens": n_tokens[n_pairs:],
     }
+
+
+def pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], length_normalize: bool = False) -> dict[str, torch.Tensor]:
+    """Chosen and rejected log-probs for a batch from either collator: ``collate`` (2B rows) or
+    ``prompt_sharing.collate_shared`` (one row per pair, recognised by its ``segment_ids``)."""
+    if "segment_ids" in batch:
+        return shared_forward(model, batch, length_normalize)
+    return concatenated_forward(model, batch, length_normalize)

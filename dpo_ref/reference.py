@@ -15,7 +15,7 @@ from typing import Iterable, Protocol
 
 import torch
 
-from .logprobs import concatenated_forward
+from .logprobs import pair_logps
 
 
 class Reference(Protocol):
@@ -29,7 +29,7 @@ class CopyReference:
 
     @torch.no_grad()
     def logps(self, batch):
-        out = concatenated_forward(self.model, batch, self.length_normalize)
+        out = pair_logps(self.model, batch, self.length_normalize)
         return out["chosen_logps"], out["rejected_logps"]
 
 
@@ -43,7 +43,7 @@ class LoraReference:
     @torch.no_grad()
     def logps(self, batch):
         with self.policy.disable_adapter():
-            out = concatenated_forward(self.policy, batch, self.length_normalize)
+            out = pair_logps(self.policy, batch, self.length_normalize)
         return out["chosen_logps"], out["rejected_logps"]
 
 
@@ -63,7 +63,7 @@ class PrecomputedReference:
         rejected = torch.full((n_pairs,), float("nan"))
         for batch in batches:
             with autocast() if autocast else torch.autocast("cpu", enabled=False):
-                out = concatenated_forward(model, batch, length_normalize)
+                out = pair_logps(model, batch, length_normalize)
             index = batch["index"].cpu()
             chosen[index], rejected[index] = out["chosen_logps"].float().cpu(), out["rejected_logps"].float().cpu()
         model.train(was_training)

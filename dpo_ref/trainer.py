@@ -17,8 +17,9 @@ from tqdm.auto import tqdm
 from .checkpoint import latest_checkpoint, load_checkpoint, restore, save_checkpoint
 from .data import PreferenceData, collate, pad_token_id, prepare_pairs
 from .distributed import Processes, barrier, init_processes, launched_world_size, mean_over_processes, wrap
-from .logprobs import concatenated_forward
+from .logprobs import pair_logps
 from .losses import LOSS_TYPES, dpo_loss
+from .prompt_sharing import check_prompt_sharing, collate_shared
 from .reference import CopyReference, LoraReference, PrecomputedReference
 
 REFERENCE_STRATEGIES = ("copy", "lora", "precomputed")
@@ -42,6 +43,8 @@ class DPOConfig:
     batch_size: int = 8                   # pairs per optimizer step, before accumulation
     grad_accum_steps: int = 1
     max_grad_norm: float = 1.0
+    prompt_sharing: bool = True           # one row per pair: the prompt runs once for both responses
+    group_by_length: bool = False         # batch pairs of similar length (less padding; less random batches)
     max_length: int = 512
     max_steps: int | None = None          # if unset, run `epochs` over the data
     epochs: float = 1.0
@@ -143,23 +146,45 @@ def autocast_for(device: torch.device, dtype: torch.dtype):
 
 
 def batches(data: PreferenceData, batch_size: int, pad_id: int, seed: int, device: torch.device,
-            skip: int = 0, procs: Processes = Processes()) -> Iterator[dict]:
+            skip: int = 0, procs: Processes = Processes(), collate_fn: Callable = collate,
+            group_by_length: bool = False) -> Iterator[dict]:
     """Endless shuffled batches, a new permutation each epoch, moved to ``device``.
 
     The order depends only on the seed, so skipping the first ``skip`` batches (to resume) gives
     exactly the batches an uninterrupted run would have seen next. With several processes each takes
-    every ``world``-th pair of the same global batch.
+    every ``world``-th pair of the same global batch. ``group_by_length`` sorts each window of
+    ``GROUP_WINDOW`` batches by pair length before cutting it into batches (then shuffles those
+    batches), so a batch holds pairs of similar length and carries little padding.
     """
     generator = torch.Generator().manual_seed(seed)
     per_epoch = len(data) // batch_size  # drop the ragged tail
     while True:
-        order = torch.randperm(len(data), generator=generator).tolist()
+        order = torch.randperm(len(data), generator=generator).tolist()[: per_epoch * batch_size]
+        if group_by_length:
+            order = _grouped_by_length(order, data, batch_size, generator)
         first = min(skip, per_epoch)
         skip -= first
         for b in range(first, per_epoch):
             indices = order[b * batch_size : (b + 1) * batch_size][procs.rank :: procs.world]
-            batch = collate([data.pairs[i] for i in indices], pad_id)
+            batch = collate_fn([data.pairs[i] for i in indices], pad_id)
             yield to_device(batch, device)
+
+
+GROUP_WINDOW = 32  # batches sorted together by group_by_length
+
+
+def _grouped_by_length(order: list[int], data: PreferenceData, batch_size: int, generator) -> list[int]:
+    def length(i: int) -> int:
+        pair = data.pairs[i]
+        return len(pair.prompt_ids) + len(pair.chosen_ids) + len(pair.rejected_ids)
+
+    grouped = []
+    window = GROUP_WINDOW * batch_size
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=length)
+        cut = [chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size)]
+        grouped += [i for b in torch.randperm(len(cut), generator=generator).tolist() for i in cut[b]]
+    return grouped
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -181,12 +206,16 @@ def pair_metrics(losses, chosen_rewards, rejected_rewards, policy) -> dict[str, 
     }
 
 
+def collate_for(config: DPOConfig) -> Callable:
+    return collate_shared if config.prompt_sharing else collate
+
+
 def make_reference(config: DPOConfig, model, data: PreferenceData, pad_id: int, device, autocast):
     if config.reference == "lora":
         return LoraReference(model, config.mean_logps)
     if config.reference == "precomputed":
         batches_in_order = (
-            to_device(collate(data.pairs[i : i + config.batch_size], pad_id), device)
+            to_device(collate_for(config)(data.pairs[i : i + config.batch_size], pad_id), device)
             for i in range(0, len(data), config.batch_size)
         )
         # Fresh adapters change nothing yet, but be exact: with LoRA, use the base model.
@@ -208,7 +237,7 @@ def wrap_lora(model, config: DPOConfig):
 def batch_loss(model, reference, batch: dict[str, torch.Tensor], config: DPOConfig, autocast):
     """Per-pair losses of one batch (policy forward, reference log-probs, loss) and its metrics."""
     with autocast():
-        policy = concatenated_forward(model, batch, config.mean_logps)
+        policy = pair_logps(model, batch, config.mean_logps)
         ref_chosen, ref_rejected = reference.logps(batch)
     losses, chosen_rewards, rejected_rewards = dpo_loss(
         policy["chosen_logps"], policy["rejected_logps"], ref_chosen, ref_rejected,
@@ -225,7 +254,7 @@ def evaluate(model, reference, data: PreferenceData, config: DPOConfig, pad_id: 
     sums: dict[str, float] = {}
     for start in range(0, len(data), config.batch_size):
         chunk = data.pairs[start : start + config.batch_size]
-        _, metrics = batch_loss(model, reference, to_device(collate(chunk, pad_id), device), config, autocast)
+        _, metrics = batch_loss(model, reference, to_device(collate_for(config)(chunk, pad_id), device), config, autocast)
         for name, value in metrics.items():
             sums[name] = sums.get(name, 0.0) + value.item() * len(chunk)
     model.train(was_training)
@@ -268,6 +297,11 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
         # Full fine-tuning needs fp32 master weights: lr × update is below bf16's resolution for most
         # weights. Autocast still runs the matmuls in bf16/fp16.
         model.float()
+    if config.prompt_sharing:
+        try:
+            check_prompt_sharing(model, train_data.pairs[: min(4, len(train_data))], pad_id)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         if config.use_lora:
@@ -310,7 +344,8 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
             path.write_text("".join(l + "\n" for l in kept))
             (result.history if name == "metrics.jsonl" else result.eval_history).extend(json.loads(l) for l in kept)
     data_iter = batches(train_data, config.batch_size, pad_id, config.seed, device,
-                        skip=start_step * config.grad_accum_steps, procs=procs)
+                        skip=start_step * config.grad_accum_steps, procs=procs,
+                        collate_fn=collate_for(config), group_by_length=config.group_by_length)
     bar = tqdm(range(start_step + 1, steps + 1), desc="DPO", disable=not (config.progress and procs.is_main),
                initial=start_step, total=steps)
     start_time = time.perf_counter()
