@@ -48,7 +48,7 @@ def concatenated_forward(
     runs once per step instead of twice. With ``length_normalize`` the log-probs are averaged per
     response token instead of summed.
     """
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
     logps, n_tokens = sequence_logps(logits, batch["input_ids"], batch["loss_mask"])
     if length_normalize:
         logps = logps / n_tokens.clamp(min=1)

@@ -72,6 +72,7 @@ class PrecomputedReference:
         return cls(chosen, rejected)
 
     def logps(self, batch):
-        index = batch["index"].cpu()
-        device = batch["input_ids"].device
-        return self.chosen[index].to(device), self.rejected[index].to(device)
+        index = batch["index"]
+        if self.chosen.device != index.device:  # once: indexing on the GPU needs no host synchronisation
+            self.chosen, self.rejected = self.chosen.to(index.device), self.rejected.to(index.device)
+        return self.chosen[index], self.rejected[index]
