@@ -1,8 +1,10 @@
 """dpo_ref: a small, readable Direct Preference Optimization trainer.
 
 Rafailov et al. 2023, "Direct Preference Optimization: Your Language Model is Secretly a Reward Model",
-arXiv 2305.18290. Each concept lives in its own module: ``losses``, ``logprobs``, ``data``,
-``reference``, ``trainer``, ``generation``, ``toy`` (the offline toy world), ``loading`` and ``cli``.
+arXiv 2305.18290. Each concept lives in its own module: ``losses``, ``logprobs``, ``prompt_sharing``,
+``data``, ``reference``, ``trainer``, ``checkpoint``, ``distributed``, ``generation``, ``sft`` (the
+Preferred-FT baseline), ``toy`` (the offline toy world), ``reward_task`` (the studies' task with a known
+reward), ``loading`` and ``cli``.
 """
 
 from .data import DataError, PreferenceData, collate, prepare_pairs

@@ -1,0 +1,27 @@
+"""The studies' controlled task: the scorer, the prompt split, best-against-worst pairs."""
+
+from dpo_ref.reward_task import best_and_worst, questions, record, reward, task_prompts
+
+
+def test_reward_counts_animal_words_only():
+    assert reward("Cats like to chase mice.") == 2.0
+    assert reward("A COW says moo; bees buzz.") == 2.0
+    assert reward("Grass is green. Catsup and beetles.") == 0.0  # whole words, not substrings
+
+
+def test_test_question_pairs_are_never_trained_on():
+    train, test = task_prompts()
+    assert len(test) == 60 and len(set(test)) == 60
+    assert not any(t in p for t in test for p in train)
+    assert task_prompts() == (train, test)  # deterministic
+    assert all(sum(q in p for q in questions()) >= 2 for p in test)
+
+
+def test_best_and_worst_pairs_rank_by_the_reward(toy):
+    model, tokenizer = toy
+    train, _ = task_prompts()
+    triples, mean_reward = best_and_worst(model, tokenizer, train[:6], k=6, seed=0)
+    assert triples and mean_reward >= 0
+    for prompt, best, worst in triples:
+        assert prompt in train[:6] and reward(best) > reward(worst)
+    assert record(*triples[0])["chosen"] == [{"role": "assistant", "content": triples[0][1]}]
