@@ -42,3 +42,26 @@ def test_two_processes_match_one(toy_dir, tmp_path, reference):
         assert r1["loss"] == pytest.approx(r2["loss"], abs=1e-4)
         assert r1["rewards/margins"] == pytest.approx(r2["rewards/margins"], abs=1e-4)
     assert two.stderr.count("done:") == 1
+
+
+@pytest.mark.slow
+def test_accelerate_launch_runs_two_processes(toy_dir, tmp_path):
+    """`accelerate launch --multi_gpu` sets the same RANK/WORLD_SIZE/LOCAL_RANK as torchrun; on a machine
+    without GPUs dpo_ref joins with gloo on the CPU, and the result equals a single process."""
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("\n".join(json.dumps(p) for p in PAIRS) + "\n")
+    args = ["train", "--model", str(toy_dir), "--data", str(data), "--steps", "4", "--batch-size", "4", "--lr", "1e-4",
+            "--max-length", "64", "--log-every", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "dpo_ref", *args, "--output", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert one.returncode == 0, one.stderr
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    two = subprocess.run([*launch, "-m", "dpo_ref", *args, "--output", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stderr.count("Loading weights: 100%") == 2 and two.stderr.count("done:") == 1  # two ranks, one writer
+    a, b = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
