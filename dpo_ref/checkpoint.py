@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from .distributed import full_tensor, like
+
 STATE_FILE, META_FILE = "state.safetensors", "meta.json"
 
 
@@ -49,20 +51,20 @@ def _jsonable(value: Any) -> Any:
     return value if isinstance(value, (int, float, str, bool, type(None))) else None
 
 
-def save_checkpoint(output_dir: Path, step: int, model, optimizer, scheduler, scaler, extra_tensors: dict[str, torch.Tensor],
-                    extra_meta: dict[str, Any], keep: int = 2) -> Path:
-    root = Path(output_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:07d}"
-    tmp = root / f".tmp-step-{step:07d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+def save_checkpoint(output_dir: Path | None, step: int, model, optimizer, scheduler, scaler, extra_tensors: dict[str, torch.Tensor],
+                    extra_meta: dict[str, Any], keep: int = 2, write: bool = True) -> Path | None:
+    """Write a checkpoint. A sharded (FSDP) model is gathered first, so every process calls this and
+    only the one with ``write`` (rank 0) writes; the checkpoint is the same as an unsharded run's."""
+    def whole(t: torch.Tensor) -> torch.Tensor:
+        return full_tensor(t).detach().cpu().contiguous()
 
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in trainable_state(model).items()}
+    tensors = {f"model.{k}": whole(v) for k, v in trainable_state(model).items()}
     opt = optimizer.state_dict()
     for index, state in opt["state"].items():
         for key, value in state.items():
-            tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().contiguous()
+            tensors[f"optimizer.{index}.{key}"] = whole(value)
+    if not write:
+        return None
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available():
         for i, state in enumerate(torch.cuda.get_rng_state_all()):
@@ -75,6 +77,12 @@ def save_checkpoint(output_dir: Path, step: int, model, optimizer, scheduler, sc
         "scaler": _jsonable(scaler.state_dict()) if scaler is not None else None,
         **extra_meta,
     }
+    root = Path(output_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:07d}"
+    tmp = root / f".tmp-step-{step:07d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     save_file(tensors, tmp / STATE_FILE)
     (tmp / META_FILE).write_text(json.dumps(meta))
     for name in (STATE_FILE, META_FILE):  # on disk before the rename makes the checkpoint visible
@@ -109,7 +117,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
 
 
 def restore(checkpoint: Checkpoint, model, optimizer, scheduler, scaler) -> None:
-    """Apply a loaded checkpoint; every shape is checked before anything is changed."""
+    """Apply a loaded checkpoint; every shape is checked before anything is changed. Each process of a
+    sharded (FSDP) run loads the whole checkpoint and keeps its own shards."""
     params = trainable_state(model)
     saved = {k[len("model."):]: v for k, v in checkpoint.tensors.items() if k.startswith("model.")}
     if saved.keys() != params.keys():
@@ -118,14 +127,17 @@ def restore(checkpoint: Checkpoint, model, optimizer, scheduler, scaler) -> None
     for name, p in params.items():
         if saved[name].shape != p.shape:
             raise CheckpointError(f"checkpoint {checkpoint.path}: {name} has shape {tuple(saved[name].shape)}, the model {tuple(p.shape)}")
+    by_index = list(params.values())  # the optimizer numbers parameters in this order
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in checkpoint.tensors.items():
         if key.startswith("optimizer."):
             _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
+            param = by_index[int(index)]
+            # AdamW's moments are sharded like their parameter; its step counter is a plain scalar.
+            state.setdefault(int(index), {})[name] = like(value, param) if value.shape == param.shape else value
     with torch.no_grad():
         for name, p in params.items():
-            p.copy_(saved[name])
+            p.copy_(like(saved[name], p))
     optimizer.load_state_dict({"state": state, "param_groups": checkpoint.meta["optimizer_param_groups"]})
     scheduler.load_state_dict({**scheduler.state_dict(), **checkpoint.meta["scheduler"]})
     if scaler is not None and checkpoint.meta.get("scaler"):

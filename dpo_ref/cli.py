@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--no-prompt-sharing", dest="prompt_sharing", action="store_false", default=None,
                     help="run prompt + chosen and prompt + rejected as separate rows (for attention without custom masks)")
     tr.add_argument("--group-by-length", action="store_true", default=None, help="batch pairs of similar length")
+    tr.add_argument("--fsdp", action="store_true", default=None,
+                    help="shard weights, gradients and optimizer state over the launched processes (FSDP2)")
     tr.add_argument("--device")
     tr.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     tr.add_argument("--eval-every", type=int)

@@ -125,11 +125,13 @@ def check_prompt_sharing(model: torch.nn.Module, pairs: list[PreferencePair], pa
     from .data import collate
     from .logprobs import concatenated_forward
 
+    device = next(model.parameters()).device
+    on_device = lambda batch: {k: v.to(device) for k, v in batch.items()}
     was_training = model.training
     model.eval()
     try:
-        separate = concatenated_forward(model, collate(pairs, pad_token_id))
-        shared = shared_forward(model, collate_shared(pairs, pad_token_id))
+        separate = concatenated_forward(model, on_device(collate(pairs, pad_token_id)))
+        shared = shared_forward(model, on_device(collate_shared(pairs, pad_token_id)))
     except (TypeError, ValueError, RuntimeError) as error:
         raise ValueError(f"this model cannot run prompt sharing ({error}); set prompt_sharing=False") from error
     finally:

@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 
 from .checkpoint import latest_checkpoint, load_checkpoint, restore, save_checkpoint
 from .data import PreferenceData, collate, pad_token_id, prepare_pairs
-from .distributed import Processes, barrier, init_processes, launched_world_size, mean_over_processes, wrap
+from .distributed import (Processes, accelerate_fsdp_settings, all_true, barrier, full_tensor, gathered_copy,
+                          init_processes, launched_world_size, mean_over_processes, shard, wrap)
 from .logprobs import pair_logps
 from .losses import LOSS_TYPES, dpo_loss
 from .prompt_sharing import check_prompt_sharing, collate_shared
@@ -58,6 +59,8 @@ class DPOConfig:
     lora_dropout: float = 0.0
     lora_target_modules: Any = "all-linear"
     merge_lora: bool = True               # save merged weights that plain transformers loads
+    fsdp: bool = False                    # shard weights, gradients, optimizer state over the processes
+    fsdp_reshard_after_forward: bool = True  # free gathered layers after forward (FULL_SHARD); False: SHARD_GRAD_OP
     log_every: int = 1                    # metrics are read off the device only at these steps
     eval_every: int = 0                   # 0: evaluate only at the end (if eval data is given)
     skip_invalid: bool = False            # skip (and count) malformed records instead of failing
@@ -68,6 +71,14 @@ class DPOConfig:
     progress: bool = True
 
     def __post_init__(self):
+        try:  # `accelerate launch` with an FSDP config passes its settings in environment variables
+            launcher_fsdp = accelerate_fsdp_settings()
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        if launcher_fsdp:
+            self.fsdp = True
+            self.fsdp_reshard_after_forward = launcher_fsdp["reshard_after_forward"]
+            self.gradient_checkpointing = self.gradient_checkpointing or launcher_fsdp["activation_checkpointing"]
         checks = [
             (self.beta > 0, f"beta must be > 0, got {self.beta}"),
             (self.loss_type in LOSS_TYPES, f"unknown loss_type {self.loss_type!r}; choose one of {', '.join(LOSS_TYPES)}"),
@@ -84,6 +95,8 @@ class DPOConfig:
             (self.log_every >= 1 and self.eval_every >= 0, "log_every must be >= 1 and eval_every >= 0"),
             (self.save_every >= 0 and self.keep_checkpoints >= 1, "save_every must be >= 0 and keep_checkpoints >= 1"),
             (not (self.save_every or self.resume) or self.output_dir, "save_every and resume need an output_dir"),
+            (not self.fsdp or launched_world_size() >= 2, "fsdp shards the model over several processes: launch with "
+             "torchrun --nproc_per_node N or accelerate launch --num_processes N (N >= 2), or drop fsdp"),
         ]
         for ok, message in checks:
             if not ok:
@@ -292,16 +305,12 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
     dtype = resolve_precision(config.precision, device)
     autocast = autocast_for(device, dtype)
     pad_id = pad_token_id(tokenizer)
-    model.to(device)
+    if not config.fsdp:  # FSDP moves the model to the device one layer's shard at a time (below)
+        model.to(device)
     if not config.use_lora and any(p.dtype != torch.float32 for p in model.parameters() if p.is_floating_point()):
         # Full fine-tuning needs fp32 master weights: lr × update is below bf16's resolution for most
         # weights. Autocast still runs the matmuls in bf16/fp16.
         model.float()
-    if config.prompt_sharing:
-        try:
-            check_prompt_sharing(model, train_data.pairs[: min(4, len(train_data))], pad_id)
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         if config.use_lora:
@@ -309,8 +318,18 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
     if config.use_lora:
         model = wrap_lora(model, config)
     model.train()
-    reference = make_reference(config, model, train_data, pad_id, device, autocast)
-    trained = wrap(model, procs, device)  # DDP when launched with several processes; else the model itself
+    reference = None
+    if config.fsdp:  # shard in place: the policy, and its frozen copy if that is the reference (copied first)
+        reference = make_reference(config, model, train_data, pad_id, device, autocast) if config.reference == "copy" else None
+        for module in [model] + ([reference.model] if reference else []):
+            shard(module, device, config.fsdp_reshard_after_forward)
+    if config.prompt_sharing:
+        try:
+            check_prompt_sharing(model, train_data.pairs[: min(4, len(train_data))], pad_id)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    reference = reference or make_reference(config, model, train_data, pad_id, device, autocast)
+    trained = model if config.fsdp else wrap(model, procs, device)  # DDP when launched with several processes
 
     from transformers import get_scheduler
 
@@ -351,13 +370,16 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
     start_time = time.perf_counter()
 
     def run_evaluation(step: int) -> None:
-        if (eval_data is None and eval_fn is None) or not procs.is_main:
+        # Rank 0 evaluates alone, except under FSDP, where each forward needs every process's shards.
+        if (eval_data is None and eval_fn is None) or not (procs.is_main or config.fsdp):
             return
         record = {"step": step}
         if eval_data is not None:
             record.update(evaluate(model, reference, eval_data, config, pad_id, device, autocast))
         if eval_fn is not None:
             record.update(eval_fn(model))
+        if not procs.is_main:
+            return
         result.eval_history.append(record)
         if out_dir:
             with open(out_dir / "eval_metrics.jsonl", "a") as f:
@@ -367,18 +389,27 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
         run_evaluation(0)
     for step in bar:
         # --- one optimizer step = grad_accum_steps micro-batches
+        step_loss = 0
         for _ in range(config.grad_accum_steps):
             losses, metrics = batch_loss(trained, reference, next(data_iter), config, autocast)
             loss = losses.mean() / config.grad_accum_steps
             (scaler.scale(loss) if scaler else loss).backward()
+            step_loss = step_loss + loss.detach()
             for name, value in metrics.items():
                 running[name] = running.get(name, 0) + value
             n_running += 1
 
-        # --- clip, step, schedule
+        # --- clip, check, step, schedule
         if scaler:
             scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        grad_norm = full_tensor(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
+        # Stop before a non-finite update reaches the weights (one small host read per step). With fp16,
+        # GradScaler skips steps whose gradients overflowed (normal early on): only the loss is checked.
+        finite = torch.isfinite(step_loss) & (torch.isfinite(grad_norm) | (scaler is not None))
+        if not all_true(finite, procs):
+            kept = f"; the latest checkpoint is in {config.output_dir}/checkpoints" if config.save_every else ""
+            raise FloatingPointError(f"non-finite loss or gradient at step {step} (loss {float(step_loss):.4g}, "
+                                     f"grad norm {float(grad_norm):.4g}); this update was not applied{kept}")
         if scaler:
             scaler.step(optimizer)
             scaler.update()
@@ -394,12 +425,7 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
             averaged = mean_over_processes({name: total / n_running for name, total in running.items()}, procs)
             record.update({name: value.item() for name, value in averaged.items()})
             norms = torch.stack(grad_norms).float().cpu()
-            finite = torch.isfinite(norms)
-            # With fp16, GradScaler skips steps whose gradients overflowed (normal early on) and lowers
-            # the scale; anywhere else a non-finite gradient is an error.
-            if not math.isfinite(record["loss"]) or (scaler is None and not finite.all()):
-                bad = step - len(grad_norms) + 1 + int((~finite).nonzero()[0]) if not finite.all() else step
-                raise FloatingPointError(f"non-finite loss or gradient at step {bad} (loss {record['loss']})")
+            finite = torch.isfinite(norms)  # all finite, except fp16 steps that GradScaler skipped
             record["grad_norm"] = norms[finite].mean().item() if finite.any() else float("nan")
             if scaler is not None:
                 record["skipped_steps"] = int((~finite).sum())
@@ -415,15 +441,18 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
         if step == steps or (config.eval_every and step % config.eval_every == 0):
             run_evaluation(step)
 
-        if config.save_every and procs.is_main and (step % config.save_every == 0 or step == steps):
+        # Every process takes part under FSDP (the shards are gathered); only rank 0 writes.
+        if config.save_every and (procs.is_main or config.fsdp) and (step % config.save_every == 0 or step == steps):
             unlogged = {f"running.{k}": v for k, v in running.items()}
             if grad_norms:
                 unlogged["running.grad_norms"] = torch.stack(grad_norms)
             save_checkpoint(out_dir, step, model, optimizer, scheduler, scaler, unlogged,
-                            {"n_running": n_running, "config": asdict(config)}, keep=config.keep_checkpoints)
+                            {"n_running": n_running, "config": asdict(config)}, keep=config.keep_checkpoints,
+                            write=procs.is_main)
 
+    whole = gathered_copy(model, procs) if config.fsdp and config.output_dir else model
     if out_dir:
-        save(model, tokenizer, out_dir, config)
+        save(whole, tokenizer, out_dir, config)
     barrier(procs)
     return result
 

@@ -1,9 +1,13 @@
-"""Two CPU processes (torchrun, gloo) give the same weights as one process with the same global batch."""
+"""Two CPU processes (torchrun or accelerate launch, gloo), replicated (DDP) or sharded (FSDP), give
+the same weights as one process with the same global batch."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,23 +29,26 @@ def test_two_processes_match_one(toy_dir, tmp_path, reference):
     one = subprocess.run([sys.executable, "-m", "dpo_ref", *args, "--output", str(tmp_path / "one")],
                          capture_output=True, text=True, env=env, timeout=600)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "dpo_ref", *args, "--output", str(tmp_path / "two")],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert two.returncode == 0, two.stderr[-3000:]
-    a, b = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    a = load_file(tmp_path / "one" / "model.safetensors")
     moved = max((a[k] - load_file(toy_dir / "model.safetensors")[k]).abs().max().item() for k in a)
     assert moved > 1e-4  # training changed the weights, so equality below means something
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
-    # Only rank 0 logged: one line per logging step, with metrics averaged over both processes.
     one_log = [json.loads(l) for l in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
-    two_log = [json.loads(l) for l in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in two_log] == [2, 4]
-    for r1, r2 in zip(one_log, two_log):
-        assert r1["loss"] == pytest.approx(r2["loss"], abs=1e-4)
-        assert r1["rewards/margins"] == pytest.approx(r2["rewards/margins"], abs=1e-4)
-    assert two.stderr.count("done:") == 1
+    for name, extra in (("ddp", []), ("fsdp", ["--fsdp"])):
+        two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                              "-m", "dpo_ref", *args, *extra, "--output", str(tmp_path / name)],
+                             capture_output=True, text=True, env=env, timeout=600)
+        assert two.returncode == 0, two.stderr[-3000:]
+        b = load_file(tmp_path / name / "model.safetensors")
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), (name, k)
+        # Only rank 0 logged: one line per logging step, with metrics averaged over both processes.
+        two_log = [json.loads(l) for l in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in two_log] == [2, 4]
+        for r1, r2 in zip(one_log, two_log):
+            assert r1["loss"] == pytest.approx(r2["loss"], abs=1e-4)
+            assert r1["rewards/margins"] == pytest.approx(r2["rewards/margins"], abs=1e-4)
+        assert two.stderr.count("done:") == 1
 
 
 @pytest.mark.slow
@@ -65,3 +72,75 @@ def test_accelerate_launch_runs_two_processes(toy_dir, tmp_path):
     a, b = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
+
+
+FSDP_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "accelerate_fsdp.yaml"
+
+
+@pytest.mark.slow
+def test_fsdp_from_the_accelerate_config_evaluates_checkpoints_and_resumes_exactly(toy_dir, tmp_path):
+    """The documented Accelerate FSDP config shards the run; it equals one process, evaluation runs on
+    the shards, and a run SIGKILLed part-way resumes from its gathered checkpoint bitwise equal."""
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("\n".join(json.dumps(p) for p in PAIRS) + "\n")
+    args = ["train", "--model", str(toy_dir), "--data", str(data), "--eval-data", str(data), "--eval-every", "8",
+            "--steps", "16", "--batch-size", "4", "--lr", "1e-4", "--max-length", "64", "--log-every", "2", "--save-every", "4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(FSDP_CONFIG), "--num_processes", "2"]
+
+    one = subprocess.run([sys.executable, "-m", "dpo_ref", *args, "--output", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert one.returncode == 0, one.stderr
+    full = subprocess.run([*launch, "-m", "dpo_ref", *args, "--output", str(tmp_path / "full")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert full.returncode == 0, full.stderr[-3000:]
+    assert json.loads((tmp_path / "full" / "dpo_config.json").read_text())["fsdp"] is True  # taken from the launcher
+    a, b = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "full" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in a)
+    evals = [[json.loads(l) for l in (tmp_path / run / "eval_metrics.jsonl").read_text().splitlines()] for run in ("one", "full")]
+    assert [r["step"] for r in evals[1]] == [0, 8, 16]
+    for r1, r2 in zip(*evals):
+        assert r1["eval/loss"] == pytest.approx(r2["eval/loss"], abs=1e-4)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*launch, "-m", "dpo_ref", *args, "--output", str(killed)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (killed / "checkpoints" / "step-0000004").exists():
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers
+    proc.wait()
+    assert not (killed / "dpo_config.json").exists()
+    resumed = subprocess.run([*launch, "-m", "dpo_ref", "train", "--resume", str(killed)],
+                             capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    c = load_file(killed / "model.safetensors")
+    assert all(torch.equal(b[k], c[k]) for k in b)
+    strip = lambda d: [{k: v for k, v in json.loads(l).items() if k != "elapsed_s"}
+                       for l in (d / "metrics.jsonl").read_text().splitlines()]
+    assert strip(tmp_path / "full") == strip(killed)
+
+
+def test_fsdp_needs_several_processes():
+    from dpo_ref.trainer import ConfigError, DPOConfig
+
+    with pytest.raises(ConfigError, match="several processes"):
+        DPOConfig(fsdp=True)
+
+
+def test_accelerate_fsdp_settings_are_honoured_or_refused(monkeypatch):
+    from dpo_ref.trainer import ConfigError, DPOConfig
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_RESHARD_AFTER_FORWARD", "false")
+    monkeypatch.setenv("FSDP_ACTIVATION_CHECKPOINTING", "true")
+    config = DPOConfig()
+    assert config.fsdp and not config.fsdp_reshard_after_forward and config.gradient_checkpointing
+    monkeypatch.setenv("FSDP_OFFLOAD_PARAMS", "true")
+    with pytest.raises(ConfigError, match="offload"):
+        DPOConfig()
+    monkeypatch.setenv("FSDP_OFFLOAD_PARAMS", "false")
+    monkeypatch.setenv("FSDP_SHARDING_STRATEGY", "HYBRID_SHARD")
+    with pytest.raises(ConfigError, match="HYBRID_SHARD"):
+        DPOConfig()

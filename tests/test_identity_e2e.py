@@ -113,7 +113,11 @@ def test_fp16_overflowing_steps_are_skipped_not_fatal(toy, monkeypatch):
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in result.history)
 
 
-def test_non_finite_loss_stops_the_run_naming_the_step(toy, monkeypatch):
+def test_non_finite_loss_stops_the_run_naming_the_step(toy, monkeypatch, tmp_path):
+    """Checked every step, before the update: the poisoned step is named even between logging steps,
+    its update never reaches the weights, and the last checkpoint stays the latest."""
+    from safetensors.torch import load_file
+
     import dpo_ref.trainer as trainer_module
 
     model, tokenizer = toy
@@ -126,8 +130,14 @@ def test_non_finite_loss_stops_the_run_naming_the_step(toy, monkeypatch):
         return (losses * float("nan") if calls["n"] == 3 else losses), c, r
 
     monkeypatch.setattr(trainer_module, "dpo_loss", poisoned)
-    with pytest.raises(FloatingPointError, match="at step 3"):
-        train(model, tokenizer, small_pairs(), DPOConfig(max_steps=5, batch_size=4, log_every=1, progress=False))
+    config = DPOConfig(max_steps=5, batch_size=4, lr=1e-3, log_every=5, save_every=2, output_dir=str(tmp_path), progress=False)
+    with pytest.raises(FloatingPointError, match="at step 3 .*not applied"):
+        train(model, tokenizer, small_pairs(), config)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-0000002"]
+    assert not (tmp_path / "dpo_config.json").exists()  # not passed off as a finished run
+    saved = load_file(tmp_path / "checkpoints" / "step-0000002" / "state.safetensors")
+    for name, p in model.named_parameters():  # still the step-2 weights: step 3's NaN update was refused
+        assert torch.equal(p.detach(), saved[f"model.{name}"]), name
 
 
 def test_half_precision_checkpoints_train_in_fp32(toy):
