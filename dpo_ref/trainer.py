@@ -95,6 +95,8 @@ class DPOConfig:
             (self.log_every >= 1 and self.eval_every >= 0, "log_every must be >= 1 and eval_every >= 0"),
             (self.save_every >= 0 and self.keep_checkpoints >= 1, "save_every must be >= 0 and keep_checkpoints >= 1"),
             (not (self.save_every or self.resume) or self.output_dir, "save_every and resume need an output_dir"),
+            (self.batch_size % launched_world_size() == 0,
+             f"batch_size {self.batch_size} (the global batch) must be a multiple of the {launched_world_size()} processes"),
             (not self.fsdp or launched_world_size() >= 2, "fsdp shards the model over several processes: launch with "
              "torchrun --nproc_per_node N or accelerate launch --num_processes N (N >= 2), or drop fsdp"),
         ]
@@ -286,7 +288,8 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
     generations) to each evaluation. Evaluations run every ``eval_every`` steps (and before the first
     step) and at the end. Returns the trained model and the logged metrics. ``model`` is trained in
     place (``result.model`` is the same object, wrapped with LoRA if asked): pass a
-    ``copy.deepcopy`` to keep the original.
+    ``copy.deepcopy`` to keep the original. Under FSDP it stays sharded, and evaluation and ``eval_fn``
+    run on every process in step (each forward needs all the shards); the saved folder is whole.
     """
     # --- setup: data, device, precision, model, reference, optimizer
     if not isinstance(train_data, PreferenceData):
@@ -295,8 +298,6 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
         eval_data = prepare_pairs(eval_data, tokenizer, config.max_length, config.skip_invalid)
     if config.batch_size > len(train_data):
         raise ConfigError(f"batch_size {config.batch_size} is larger than the {len(train_data)} training pairs")
-    if config.batch_size % launched_world_size():
-        raise ConfigError(f"batch_size {config.batch_size} must be a multiple of the {launched_world_size()} processes")
     steps = config.max_steps or math.ceil(config.epochs * len(train_data) / (config.batch_size * config.grad_accum_steps))
 
     torch.manual_seed(config.seed)
@@ -419,7 +420,7 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
         optimizer.zero_grad(set_to_none=True)
         grad_norms.append(grad_norm)
 
-        # --- log (the only place that reads values back from the device)
+        # --- log (metrics are read back from the device only here)
         if step % config.log_every == 0 or step == steps:
             record = {"step": step, "epoch": step * config.batch_size * config.grad_accum_steps / len(train_data)}
             averaged = mean_over_processes({name: total / n_running for name, total in running.items()}, procs)
@@ -441,14 +442,16 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
         if step == steps or (config.eval_every and step % config.eval_every == 0):
             run_evaluation(step)
 
-        # Every process takes part under FSDP (the shards are gathered); only rank 0 writes.
-        if config.save_every and (procs.is_main or config.fsdp) and (step % config.save_every == 0 or step == steps):
-            unlogged = {f"running.{k}": v for k, v in running.items()}
+        if config.save_every and (step % config.save_every == 0 or step == steps):
+            # Metric sums not yet logged differ between processes: keep their mean, which every process
+            # restores on resume (a collective, so all come here). Under FSDP all gather the shards too.
+            unlogged = {f"running.{k}": v for k, v in (mean_over_processes(running, procs) if running else {}).items()}
             if grad_norms:
                 unlogged["running.grad_norms"] = torch.stack(grad_norms)
-            save_checkpoint(out_dir, step, model, optimizer, scheduler, scaler, unlogged,
-                            {"n_running": n_running, "config": asdict(config)}, keep=config.keep_checkpoints,
-                            write=procs.is_main)
+            if procs.is_main or config.fsdp:
+                save_checkpoint(out_dir, step, model, optimizer, scheduler, scaler, unlogged,
+                                {"n_running": n_running, "config": asdict(config)}, keep=config.keep_checkpoints,
+                                write=procs.is_main)
 
     whole = gathered_copy(model, procs) if config.fsdp and config.output_dir else model
     if out_dir:

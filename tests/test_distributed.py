@@ -84,7 +84,7 @@ def test_fsdp_from_the_accelerate_config_evaluates_checkpoints_and_resumes_exact
     data = tmp_path / "pairs.jsonl"
     data.write_text("\n".join(json.dumps(p) for p in PAIRS) + "\n")
     args = ["train", "--model", str(toy_dir), "--data", str(data), "--eval-data", str(data), "--eval-every", "8",
-            "--steps", "16", "--batch-size", "4", "--lr", "1e-4", "--max-length", "64", "--log-every", "2", "--save-every", "4"]
+            "--steps", "16", "--batch-size", "4", "--lr", "1e-4", "--max-length", "64", "--log-every", "3", "--save-every", "4"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(FSDP_CONFIG), "--num_processes", "2"]
 
@@ -116,9 +116,14 @@ def test_fsdp_from_the_accelerate_config_evaluates_checkpoints_and_resumes_exact
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     c = load_file(killed / "model.safetensors")
     assert all(torch.equal(b[k], c[k]) for k in b)
+    # Checkpoints fall between logging steps (log every 3, save every 4): the resumed run logs intervals
+    # that began before the kill, from the metric sums (their mean over processes) kept in the checkpoint.
     strip = lambda d: [{k: v for k, v in json.loads(l).items() if k != "elapsed_s"}
                        for l in (d / "metrics.jsonl").read_text().splitlines()]
-    assert strip(tmp_path / "full") == strip(killed)
+    full_log, resumed_log = strip(tmp_path / "full"), strip(killed)
+    assert [r["step"] for r in resumed_log] == [r["step"] for r in full_log] == [3, 6, 9, 12, 15, 16]
+    for r1, r2 in zip(full_log, resumed_log):
+        assert r1 == pytest.approx(r2, rel=1e-6, abs=1e-7)
 
 
 def test_fsdp_needs_several_processes():
@@ -144,3 +149,12 @@ def test_accelerate_fsdp_settings_are_honoured_or_refused(monkeypatch):
     monkeypatch.setenv("FSDP_SHARDING_STRATEGY", "HYBRID_SHARD")
     with pytest.raises(ConfigError, match="HYBRID_SHARD"):
         DPOConfig()
+
+
+def test_global_batch_must_split_evenly_over_processes(monkeypatch):
+    from dpo_ref.trainer import ConfigError, DPOConfig
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="batch_size 3 .* multiple of the 2 processes"):
+        DPOConfig(batch_size=3)
+    assert DPOConfig(batch_size=4).batch_size == 4
