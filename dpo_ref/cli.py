@@ -127,16 +127,18 @@ def main(argv: list[str] | None = None) -> int:
         if not args.resume and is_main:
             save_run_args(args)
         from .data import prepare_pairs
-        from .loading import load_model_and_tokenizer
+        from .loading import load_model, load_tokenizer
         from .trainer import train
 
-        model, tokenizer = load_model_and_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
+        # Data first (it needs only the tokenizer): a bad record is reported before a large model loads.
+        tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
         data = prepare_pairs(args.data, tokenizer, config.max_length, config.skip_invalid)
         if is_main:
             print(f"data: {data.report()}", file=sys.stderr)
             for message in data.skip_messages[:10]:
                 print(f"  skipped {message}", file=sys.stderr)
         eval_data = prepare_pairs(args.eval_data, tokenizer, config.max_length, config.skip_invalid) if args.eval_data else None
+        model = load_model(args.model, trust_remote_code=args.trust_remote_code)
         result = train(model, tokenizer, data, config, eval_data)
         if is_main:
             final = {k: round(v, 4) for k, v in result.history[-1].items()}

@@ -14,18 +14,32 @@ def load_model_and_tokenizer(
     or a local folder; ``"toy"`` builds or loads the offline toy model. Remote code is never run unless
     ``trust_remote_code=True`` is passed explicitly. Weights load from safetensors only.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tokenizer = load_tokenizer(name_or_path, trust_remote_code)
+    return load_model(name_or_path, dtype, trust_remote_code), tokenizer
 
-    if name_or_path == "toy":
-        from .toy import toy_path, build_toy
 
-        path = toy_path()
-        if not (path / "config.json").exists():
-            build_toy(path)
-        name_or_path = str(path)
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(
-        name_or_path, dtype=dtype if dtype is not None else "auto",
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    """The tokenizer alone: cheap, so data can be checked before a large model is loaded."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(_resolve(name_or_path), trust_remote_code=trust_remote_code)
+
+
+def load_model(name_or_path: str, dtype: torch.dtype | str | None = None, trust_remote_code: bool = False):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(
+        _resolve(name_or_path), dtype=dtype if dtype is not None else "auto",
         trust_remote_code=trust_remote_code, use_safetensors=True,
     )
-    return model, tokenizer
+
+
+def _resolve(name_or_path: str) -> str:
+    if name_or_path != "toy":
+        return name_or_path
+    from .toy import build_toy, toy_path
+
+    path = toy_path()
+    if not (path / "config.json").exists():
+        build_toy(path)
+    return str(path)

@@ -25,6 +25,7 @@ def test_train_writes_a_model_plain_transformers_loads(toy_dir, tmp_path):
     result = run_cli("train", "--model", toy_dir, "--data", data, "--output", out, "--steps", 3, "--batch-size", 4,
                      "--lr", 1e-4, "--max-length", 64, "--reference", "precomputed")
     assert result.returncode == 0, result.stderr
+    assert "Loading weights" in result.stderr  # what the bad-input test below looks for
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     AutoModelForCausalLM.from_pretrained(out)
@@ -48,6 +49,7 @@ def test_bad_input_exits_with_a_one_line_message(toy_dir, tmp_path, lines, flags
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Loading weights" not in result.stderr  # found before the model was loaded
 
 
 def test_config_file_is_validated_before_loading_a_model(tmp_path):
