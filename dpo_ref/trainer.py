@@ -306,7 +306,7 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
     dtype = resolve_precision(config.precision, device)
     autocast = autocast_for(device, dtype)
     pad_id = pad_token_id(tokenizer)
-    if not config.fsdp:  # FSDP moves the model to the device one layer's shard at a time (below)
+    if not config.fsdp:  # fully_shard moves the model to the device one layer at a time, sharding each (below)
         model.to(device)
     if not config.use_lora and any(p.dtype != torch.float32 for p in model.parameters() if p.is_floating_point()):
         # Full fine-tuning needs fp32 master weights: lr × update is below bf16's resolution for most
