@@ -140,7 +140,7 @@ def gathered_copy(model: torch.nn.Module, procs: Processes) -> torch.nn.Module |
 
 
 def mean_over_processes(values: dict[str, torch.Tensor], procs: Processes) -> dict[str, torch.Tensor]:
-    """Average logged metrics over processes (one collective per logging step, not per step)."""
+    """Average metric sums over processes (at logging steps and checkpoints, never every step)."""
     if procs.world == 1:
         return values
     names = sorted(values)
