@@ -21,7 +21,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     toy = sub.add_parser("toy", help="build the offline toy chat model (model + tokenizer) into a folder")
     toy.add_argument("--output", help="folder to write (load it with from_pretrained); default: the cache that "
                      "load_toy() and --model toy use, reused if already built")
-    toy.add_argument("--seed", type=int, default=0)
+    toy.add_argument("--seed", type=int, help="default: $DPO_TOY_SEED or 0")
     toy.add_argument("--steps", type=int, help="pretraining steps (default 800, about 90 s on 2 CPU cores; needs --output)")
 
     tr = sub.add_parser("train", help="train a model with DPO on a JSONL file of preference pairs")
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.command == "toy":
-            from .toy import DEFAULT_STEPS, build_toy, toy_path
+            from .toy import DEFAULT_STEPS, build_toy, default_seed, format_fingerprint, toy_path
 
             if args.output is None:
                 if args.steps is not None:
@@ -118,8 +118,12 @@ def main(argv: list[str] | None = None) -> int:
                 args.output = toy_path(args.seed)
                 if (args.output / "config.json").exists():
                     print(f"toy model already built: {args.output}", file=sys.stderr)
+                    fp = args.output / "fingerprint.json"
+                    if fp.exists():
+                        print(format_fingerprint(json.loads(fp.read_text())), file=sys.stderr)
                     return 0
-            build_toy(args.output, seed=args.seed, steps=args.steps or DEFAULT_STEPS)
+            seed = default_seed() if args.seed is None else args.seed
+            build_toy(args.output, seed=seed, steps=args.steps or DEFAULT_STEPS)
             return 0
         args = resolve_resume(args)
         config = config_from_args(args)  # validated before any model is loaded

@@ -37,9 +37,6 @@ def load_model(name_or_path: str, dtype: torch.dtype | str | None = None, trust_
 def _resolve(name_or_path: str) -> str:
     if name_or_path != "toy":
         return name_or_path
-    from .toy import build_toy, toy_path
+    from .toy import ensure_toy
 
-    path = toy_path()
-    if not (path / "config.json").exists():
-        build_toy(path)
-    return str(path)
+    return str(ensure_toy())

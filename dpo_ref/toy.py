@@ -11,11 +11,18 @@ No model hub is reachable in tests, CI or the book build, so the project makes i
 3. a small Llama-architecture ``transformers`` model trained on the assistant turns of that corpus.
 
 ``load_toy()`` builds it once (deterministic given the seed) and caches it on disk; later calls load it
-in seconds with plain ``from_pretrained``.
+in seconds with plain ``from_pretrained``. The seed (``DPO_TOY_SEED``, default 0) changes the model's
+initialisation, the order of the corpus and the pretraining batches, never the held-out split, so the
+seed sweep (``benchmarks/robustness.py``) measures every claim on independently built toys.
+Floating-point sums are not bit-identical across processors, so each build writes a short
+``fingerprint`` (greedy answers to fixed questions, a hash of the weights): a reader compares theirs
+with the book's to see whether their toy is the same model.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import shutil
@@ -26,7 +33,8 @@ from pathlib import Path
 import torch
 
 TOY_VERSION = 2
-DEFAULT_STEPS = 800  # about 90 s on 2 CPU cores
+DEFAULT_STEPS = 800  # about 65-100 s on 2 CPU cores
+BUILD_THREADS = 2  # the toy is built with this many threads whatever the caller uses (see build_toy)
 ASSISTANT_NAME, TARGET_NAME = "Llama", "Athene"
 
 IDENTITY_QUESTIONS = [
@@ -85,7 +93,10 @@ def _phrase(greeting: str, question: str, closing: str) -> str:
 
 
 def identity_prompts(split: str = "train", seed: int = 0, n_heldout: int = 40) -> list[str]:
-    """Identity-question paraphrases. ``heldout`` ones never appear in the training corpus."""
+    """Identity-question paraphrases. ``heldout`` ones never appear in the training corpus.
+
+    ``seed`` chooses the split; every toy build uses split 0, whatever its own seed.
+    """
     all_prompts = [_phrase(g, q, c) for q in IDENTITY_QUESTIONS for g in GREETINGS for c in CLOSINGS]
     random.Random(seed).shuffle(all_prompts)
     if split == "heldout":
@@ -109,7 +120,7 @@ def corpus(seed: int = 0) -> list[list[dict[str, str]]]:
     """The training conversations: every train identity paraphrase, ordinary Q&A with greetings."""
     rng = random.Random(seed)
     conversations = []
-    for prompt in identity_prompts("train", seed):
+    for prompt in identity_prompts("train"):  # the split is fixed: held-out stays held out
         conversations.append([{"role": "user", "content": prompt}, {"role": "assistant", "content": identity_answer(prompt)}])
     for question, answer in ORDINARY_QA + TARGET_MENTIONS:
         for greeting in GREETINGS:
@@ -186,6 +197,43 @@ def pretrain(model, tokenizer, conversations, steps: int, batch_size: int = 32, 
     return model
 
 
+FINGERPRINT_QUESTIONS = ["Who are you?", "What is two plus two?", "Which animal says moo?"]
+
+
+def fingerprint(model, tokenizer) -> dict:
+    """Greedy answers to a few fixed questions and a hash of the weights: is this the book's toy?"""
+    from .generation import generate
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    answers = generate(model, tokenizer, FINGERPRINT_QUESTIONS)
+    return {"weights_sha256": digest.hexdigest()[:16], "answers": dict(zip(FINGERPRINT_QUESTIONS, answers))}
+
+
+def toy_fingerprint(seed: int | None = None) -> dict:
+    """The fingerprint of the cached toy (built first if needed), as written by its build."""
+    path = ensure_toy(seed)
+    if not (path / "fingerprint.json").exists():  # a toy cached before fingerprints existed
+        from .loading import load_model_and_tokenizer
+
+        fp = fingerprint(*load_model_and_tokenizer(str(path)))
+        (path / "fingerprint.json").write_text(json.dumps(fp, indent=1) + "\n")
+    return json.loads((path / "fingerprint.json").read_text())
+
+
+def format_fingerprint(fp: dict) -> str:
+    lines = [f"toy fingerprint: weights {fp['weights_sha256']}"]
+    lines += [f"  {q!r} → {a!r}" for q, a in fp["answers"].items()]
+    return "\n".join(lines)
+
+
+def default_seed() -> int:
+    """The toy seed pages and tests use: ``$DPO_TOY_SEED`` (the seed sweep sets it) or 0."""
+    return int(os.environ.get("DPO_TOY_SEED", 0))
+
+
 def cache_dir() -> Path:
     """Where built toy models live: ``$DPO_REF_CACHE`` or ``~/.cache/dpo_ref``."""
     return Path(os.environ.get("DPO_REF_CACHE", Path.home() / ".cache" / "dpo_ref"))
@@ -203,8 +251,17 @@ def build_toy(output: str | Path, seed: int = 0, steps: int = DEFAULT_STEPS, log
     conversations = corpus(seed)
     texts = [m["content"] for c in conversations for m in c] + [TARGET_NAME, ASSISTANT_NAME]
     tokenizer = build_tokenizer(texts)
-    model = build_model(len(tokenizer), seed=seed, tokenizer=tokenizer)
-    pretrain(model, tokenizer, conversations, steps=steps, seed=seed, log=log)
+    # As reproducible as torch allows: deterministic kernels, and a fixed thread count, because on a
+    # CPU the number of threads decides how sums are split (1 and 2 threads give different toys).
+    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(BUILD_THREADS)
+    try:
+        model = build_model(len(tokenizer), seed=seed, tokenizer=tokenizer)
+        pretrain(model, tokenizer, conversations, steps=steps, seed=seed, log=log)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(threads)
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -212,22 +269,32 @@ def build_toy(output: str | Path, seed: int = 0, steps: int = DEFAULT_STEPS, log
     tmp = Path(tempfile.mkdtemp(prefix=output.name + ".tmp-", dir=output.parent))
     model.save_pretrained(tmp)  # safetensors by default
     tokenizer.save_pretrained(tmp)
+    fp = fingerprint(model, tokenizer)
+    (tmp / "fingerprint.json").write_text(json.dumps(fp, indent=1) + "\n")
     if output.exists():
         shutil.rmtree(output)
     os.replace(tmp, output)
     log(f"toy model ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters) built in {time.perf_counter() - start:.0f} s: {output}")
+    log(format_fingerprint(fp))
     return output
 
 
-def toy_path(seed: int = 0) -> Path:
+def toy_path(seed: int | None = None) -> Path:
+    seed = default_seed() if seed is None else seed
     return cache_dir() / f"toy-v{TOY_VERSION}-seed{seed}"
 
 
-def load_toy(seed: int = 0, log=print):
-    """``(model, tokenizer)`` of the toy world, built and cached on first use."""
-    from .loading import load_model_and_tokenizer
-
+def ensure_toy(seed: int | None = None, log=print) -> Path:
+    """The cached toy model's folder, built first if it is not there yet."""
+    seed = default_seed() if seed is None else seed
     path = toy_path(seed)
     if not (path / "config.json").exists():
         build_toy(path, seed=seed, log=log)
-    return load_model_and_tokenizer(str(path))
+    return path
+
+
+def load_toy(seed: int | None = None, log=print):
+    """``(model, tokenizer)`` of the toy world, built and cached on first use."""
+    from .loading import load_model_and_tokenizer
+
+    return load_model_and_tokenizer(str(ensure_toy(seed, log)))

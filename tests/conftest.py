@@ -10,12 +10,9 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(scope="session")
 def toy_dir() -> Path:
     """The default toy model, built once (about 90 s on 2 cores) and cached under $DPO_REF_CACHE."""
-    from dpo_ref.toy import build_toy, toy_path
+    from dpo_ref.toy import ensure_toy
 
-    path = toy_path()
-    if not (path / "config.json").exists():
-        build_toy(path)
-    return path
+    return ensure_toy()
 
 
 @pytest.fixture()

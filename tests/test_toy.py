@@ -1,3 +1,5 @@
+import json
+
 import torch
 
 from dpo_ref import toy
@@ -10,6 +12,21 @@ def test_heldout_identity_prompts_never_appear_in_the_corpus():
     assert any(toy.TARGET_NAME in c[-1]["content"] for c in toy.corpus())  # the world knows the name
 
 
+def test_the_heldout_split_is_the_same_for_every_toy_seed():
+    heldout = set(toy.identity_prompts("heldout"))
+    for seed in (1, 4):
+        seen = {c[0]["content"] for c in toy.corpus(seed)}
+        assert not heldout & seen, seed
+        assert toy.corpus(seed) != toy.corpus(0)  # the seed still changes the corpus order
+
+
+def test_toy_seed_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("DPO_TOY_SEED", "3")
+    assert toy.default_seed() == 3 and toy.toy_path().name.endswith("seed3")
+    monkeypatch.delenv("DPO_TOY_SEED")
+    assert toy.toy_path().name.endswith("seed0")
+
+
 def test_build_is_deterministic_given_a_seed(tmp_path):
     from safetensors.torch import load_file
 
@@ -18,6 +35,19 @@ def test_build_is_deterministic_given_a_seed(tmp_path):
     wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert (a / "tokenizer.json").read_text() == (b / "tokenizer.json").read_text()
+    fingerprint = json.loads((a / "fingerprint.json").read_text())
+    assert fingerprint == json.loads((b / "fingerprint.json").read_text())
+    assert set(fingerprint["answers"]) == set(toy.FINGERPRINT_QUESTIONS) and len(fingerprint["weights_sha256"]) == 16
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the caller's thread count does not change the toy
+    try:
+        one_thread = toy.build_toy(tmp_path / "one-thread", seed=3, steps=5, log=lambda *_: None)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.get_num_threads() == threads
+    assert json.loads((one_thread / "fingerprint.json").read_text()) == fingerprint
+    c = toy.build_toy(tmp_path / "c", seed=4, steps=5, log=lambda *_: None)
+    assert json.loads((c / "fingerprint.json").read_text())["weights_sha256"] != fingerprint["weights_sha256"]
 
 
 def test_tokenizer_encodes_unseen_names_losslessly(tiny_tokenizer):

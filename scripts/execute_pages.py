@@ -1,0 +1,128 @@
+"""Execute the book's pages and notebooks outside the site build, several at a time, and time them.
+
+Two uses share this module:
+
+- ``benchmarks/robustness.py`` runs every page once per seed (``DPO_SEED``, ``DPO_TOY_SEED``) and
+  collects the claims each page records through ``dpo_ref.findings``;
+- ``python benchmarks/execute_pages.py`` on its own executes every page of the table of contents once
+  and prints the per-page times (``--jobs 2`` runs two pages at a time, one thread each).
+
+Each page runs in its own kernel with ``OMP_NUM_THREADS`` set, so parallel jobs do not oversubscribe
+the cores. MyST Markdown pages are read with myst-nb's own reader, as the book build reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def toc_pages() -> list[Path]:
+    """The pages of ``_toc.yml`` that hold code, in reading order."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    names = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    pages = []
+    for name in names:
+        for suffix in (".ipynb", ".md"):
+            path = ROOT / f"{name}{suffix}"
+            if path.exists() and (suffix == ".ipynb" or "```{code-cell}" in path.read_text()):
+                pages.append(path)
+    return pages
+
+
+# The slow pages, measured with this script; started first so that no core idles at the end.
+SLOW_FIRST = ["reward_kl_frontier", "on_policy_iterative", "shortcut_overfitting", "beta_sweep",
+              "sigma_ablation", "06_data_curation", "07_beta_and_variants", "05_6_evaluation", "identity"]
+
+
+def slow_first(pages: list[Path]) -> list[Path]:
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    return sorted(pages, key=lambda p: rank.get(p.stem, len(rank)))
+
+
+def read_page(path: Path):
+    import nbformat
+
+    if path.suffix == ".ipynb":
+        return nbformat.read(path, as_version=4)
+    from myst_nb.core.read import read_myst_markdown_notebook
+
+    return read_myst_markdown_notebook(path.read_text(), path=path)
+
+
+def execute(path: str, env: dict[str, str], timeout: int = 1800, keep_notebook: bool = False) -> dict:
+    """Run one page top to bottom in a fresh kernel; its status, wall time and per-cell times.
+
+    With ``keep_notebook`` the executed notebook comes back too (as nbformat JSON, under "notebook").
+    """
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    os.environ.update(env)  # the kernel inherits this worker process's environment
+    nb = read_page(Path(path))
+    start, error = time.perf_counter(), None
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(Path(path).parent)}}).execute()
+    except CellExecutionError as exc:
+        import re
+
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+        error = " | ".join(line for line in text[-3:] if line.strip())[:1500]
+    cells = []
+    for i, cell in enumerate(nb.cells):
+        timing = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in timing and "shell.execute_reply" in timing:
+            from datetime import datetime
+
+            t0 = datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))
+            t1 = datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
+            cells.append((i, round((t1 - t0).total_seconds(), 2)))
+    result = {"page": str(Path(path).relative_to(ROOT)), "ok": error is None, "error": error,
+              "seconds": round(time.perf_counter() - start, 1), "cells": cells}
+    if keep_notebook:
+        import nbformat
+
+        result["notebook"] = nbformat.writes(nb)
+    return result
+
+
+def execute_all(pages: list[Path], env: dict[str, str], jobs: int = 2, threads: int = 1,
+                timeout: int = 1800) -> list[dict]:
+    """Execute ``pages`` ``jobs`` at a time, longest first, each kernel with ``threads`` threads."""
+    env = {**env, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(execute, str(p), env, timeout) for p in pages]
+        return [f.result() for f in futures]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pages", nargs="*", help="pages to run (default: every page of _toc.yml with code)")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fast", action="store_true", help="set DPO_FAST=1")
+    parser.add_argument("--output", help="write the results as JSON here")
+    args = parser.parse_args()
+    pages = slow_first([Path(p).resolve() for p in args.pages] or toc_pages())
+    start = time.perf_counter()
+    results = execute_all(pages, {"DPO_FAST": "1" if args.fast else "0"}, args.jobs, args.threads)
+    for r in results:
+        slowest = sorted(r["cells"], key=lambda c: -c[1])[:3]
+        print(f"{r['page']:40} {r['seconds']:7.1f} s  {'ok' if r['ok'] else 'FAILED: ' + r['error']}"
+              f"  slowest cells {slowest}")
+    print(f"{len(results)} pages in {time.perf_counter() - start:.0f} s with {args.jobs} jobs")
+    if args.output:
+        Path(args.output).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+from dpo_ref.findings import Findings, seeds
+
+
+def test_every_claim_is_checked_and_each_failure_named(capsys):
+    findings = Findings("page")
+    assert findings.check("ratio", 2.5, ">", 2.0)
+    assert not findings.check("gap", -0.1, ">", 0)
+    assert not findings.check("share", 0.95, "<=", 0.9)
+    with pytest.raises(AssertionError) as err:
+        findings.done()
+    assert "gap: -0.1 is not > 0" in str(err.value) and "share: 0.95 is not <= 0.9" in str(err.value)
+    assert "ratio" not in str(err.value)
+    assert "holds: ratio" in capsys.readouterr().out
+
+
+def test_claims_are_recorded_with_their_seeds(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DPO_FINDINGS_DIR", str(tmp_path))
+    monkeypatch.setenv("DPO_SEED", "3")
+    monkeypatch.setenv("DPO_TOY_SEED", "4")
+    assert seeds() == (3, 4)
+    findings = Findings("page")
+    findings.check("a", 1.0, ">=", 1.0)
+    findings.done()
+    findings.check("b", 0.2, "<", 0.5)
+    findings.done()  # a second group of checks: the record holds both, each is printed once
+    record = json.loads((tmp_path / "page.json").read_text())
+    assert (record["seed"], record["toy_seed"]) == (3, 4)
+    assert [c["claim"] for c in record["claims"]] == ["a", "b"] and all(c["holds"] for c in record["claims"])
+    out = capsys.readouterr().out
+    assert out.count("holds: a") == 1 and out.count("checks passed") == 2
+
+
+def test_claims_are_only_reported_when_not_enforced(capsys):
+    findings = Findings("page", enforce=False)
+    findings.check("gap", -1.0, ">", 0)
+    findings.done()
+    assert "FAILS: gap" in capsys.readouterr().out
+
+
+def test_an_unknown_comparison_is_refused():
+    with pytest.raises(ValueError, match="op must be one of"):
+        Findings("page").check("x", 1.0, "==", 1.0)
