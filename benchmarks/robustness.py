@@ -63,7 +63,8 @@ def summarise(runs: list[dict]) -> dict:
         if not run["ok"]:
             page["errors"][str(run["seed"])] = run["error"]
         for c in run["claims"]:
-            claim = page["claims"].setdefault(c["claim"], {"op": c["op"], "threshold": c["threshold"], "values": {}})
+            claim = page["claims"].setdefault(c["claim"], {"op": c["op"], "threshold": c["threshold"],
+                                                           "asserted": c.get("asserted", True), "values": {}})
             claim["values"][str(run["seed"])] = c["value"]
     for page in pages.values():
         for claim in page["claims"].values():
@@ -80,7 +81,8 @@ def report(pages: dict) -> str:
     lines = ["| page | claim | threshold | worst | median | holds |", "|---|---|---|---|---|---|"]
     for name, page in pages.items():
         for claim, c in page["claims"].items():
-            lines.append(f"| {Path(name).stem} | {claim} | {c['op']} {c['threshold']:g} | {c['worst']:.3g} | "
+            kind = "" if c["asserted"] else " (reported, not asserted)"
+            lines.append(f"| {Path(name).stem} | {claim}{kind} | {c['op']} {c['threshold']:g} | {c['worst']:.3g} | "
                          f"{c['median']:.3g} | {c['holds']} |")
         for seed, error in page["errors"].items():
             lines.append(f"| {Path(name).stem} | **seed {seed} failed**: {error[:120]} | | | | |")

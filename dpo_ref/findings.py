@@ -37,18 +37,28 @@ class Findings:
 
     def check(self, claim: str, value: float, op: str, threshold: float) -> bool:
         """Record ``value op threshold`` under the name ``claim``; return whether it holds."""
+        return self._record(claim, value, op, threshold, asserted=True)
+
+    def report(self, claim: str, value: float, op: str, threshold: float) -> bool:
+        """Record a claim that does not hold in every seed of the sweep: printed, never asserted.
+
+        The page states it as what it is ("in most seeds"); the sweep's table shows in how many.
+        """
+        return self._record(claim, value, op, threshold, asserted=False)
+
+    def _record(self, claim: str, value: float, op: str, threshold: float, asserted: bool) -> bool:
         if op not in OPERATORS:
             raise ValueError(f"op must be one of {sorted(OPERATORS)}, got {op!r}")
         holds = bool(OPERATORS[op](float(value), threshold))
         self.claims.append({"claim": claim, "value": float(value), "op": op, "threshold": threshold,
-                            "holds": holds})
+                            "holds": holds, "asserted": asserted})
         return holds
 
-    def done(self) -> None:
-        """Write the record if asked, then fail on any claim that does not hold (when enforced).
+    def show(self) -> None:
+        """Print the claims checked since the last call and write the record (when asked); never fail.
 
-        A page may call it after each group of checks: it prints the claims checked since the last call
-        and rewrites the record with all of them.
+        A page with several groups of checks calls it after each group and ``done`` once at its end,
+        so that a failed claim does not stop the claims after it from being measured.
         """
         run_seed, toy_seed = seeds()
         out = os.environ.get("DPO_FINDINGS_DIR")
@@ -58,11 +68,37 @@ class Findings:
             record = {"page": self.page, "seed": run_seed, "toy_seed": toy_seed, "claims": self.claims}
             path.write_text(json.dumps(record, indent=1) + "\n")
         for c in self.claims[self._printed:]:
-            print(f"{'holds' if c['holds'] else 'FAILS'}: {c['claim']}: {c['value']:.4g} {c['op']} {c['threshold']:g}")
+            status = ("holds" if c["holds"] else "FAILS") if c["asserted"] else (
+                "reported, holds" if c["holds"] else "reported, does not hold")
+            print(f"{status}: {c['claim']}: {c['value']:.4g} {c['op']} {c['threshold']:g}")
         self._printed = len(self.claims)
-        failed = [c for c in self.claims if not c["holds"]]
+
+    def done(self) -> None:
+        """Show the new claims, then fail on any asserted claim that does not hold (when enforced)."""
+        self.show()
+        failed = [c for c in self.claims if c["asserted"] and not c["holds"]]
         if failed and self.enforce:
             raise AssertionError("; ".join(f"{c['claim']}: {c['value']:.4g} is not {c['op']} {c['threshold']:g}"
                                            for c in failed))
         # The thresholds were set on the toy model; with another model the claims are only reported.
         print("checks passed" if not failed else f"{len(failed)} claims differ with this model (not enforced)")
+
+
+SWEEP_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "robustness.json"
+
+
+def sweep_values(page: str) -> dict[str, dict[int, float]] | None:
+    """Every number ``page`` glued, on every seed of the sweep: ``{name: {seed: value}}``.
+
+    Read from the repository's ``benchmarks/results/robustness.json``, so that a figure can show the
+    seed-to-seed spread next to this run; ``None`` where the file is not at hand (a notebook
+    downloaded on its own, or a package installed without the repository).
+    """
+    if not SWEEP_RESULTS.exists():
+        return None
+    values: dict[str, dict[int, float]] = {}
+    for run in json.loads(SWEEP_RESULTS.read_text())["runs"]:
+        if Path(run["page"]).stem == page:
+            for name, value in run.get("glued", {}).items():
+                values.setdefault(name, {})[run["seed"]] = value
+    return values or None

@@ -50,12 +50,14 @@ def record(prompt: str, chosen: str, rejected: str) -> dict:
 def best_and_worst(model, tokenizer, prompts: Sequence[str], k: int, seed: int) -> tuple[list[tuple[str, str, str]], float]:
     """``k`` samples (temperature 1) per prompt, paired best against worst by ``reward``; ties dropped.
 
+    An empty sample (the model ended its answer at once) is left out of the ranking: it is no valid
+    response for a preference record (``dpo_ref.data`` refuses it), whatever its reward.
     Returns the ``(prompt, best, worst)`` triples and the mean reward of all samples.
     """
     samples = generate(model, tokenizer, [p for p in prompts for _ in range(k)], do_sample=True, seed=seed)
     triples = []
     for i, prompt in enumerate(prompts):
-        ranked = sorted(samples[i * k : (i + 1) * k], key=reward)
-        if reward(ranked[-1]) > reward(ranked[0]):
+        ranked = sorted((y for y in samples[i * k : (i + 1) * k] if y.strip()), key=reward)
+        if len(ranked) >= 2 and reward(ranked[-1]) > reward(ranked[0]):
             triples.append((prompt, ranked[-1], ranked[0]))
     return triples, sum(map(reward, samples)) / len(samples)

@@ -22,4 +22,5 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
     echo "note: install Debian's chromium and chromium-driver to run the site tests" >&2
   fi
 fi
-.venv/bin/python -m ipykernel install --user --name python3 >/dev/null
+# The venv's own kernel (never the user's global one): jupyter prefers environment paths inside a venv.
+.venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null

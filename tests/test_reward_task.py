@@ -25,3 +25,13 @@ def test_best_and_worst_pairs_rank_by_the_reward(toy):
     for prompt, best, worst in triples:
         assert prompt in train[:6] and reward(best) > reward(worst)
     assert record(*triples[0])["chosen"] == [{"role": "assistant", "content": triples[0][1]}]
+
+
+def test_empty_samples_are_never_paired(monkeypatch):
+    import dpo_ref.reward_task as task
+
+    samples = ["", "A cow says moo.", "Grass is green.", "", "Bees make honey.", ""]  # p2: one non-empty
+    monkeypatch.setattr(task, "generate", lambda *args, **kwargs: list(samples))
+    triples, mean_reward = task.best_and_worst(None, None, ["p1", "p2"], k=3, seed=0)
+    assert triples == [("p1", "A cow says moo.", "Grass is green.")]
+    assert mean_reward == 2 / 6  # the mean is over every sample, empty ones included
