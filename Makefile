@@ -13,7 +13,7 @@ book: .venv/.ready _vendor/mathjax/tex-mml-chtml.js  ## build the course site, e
 	$(PY) -m dpo_ref toy
 	$(PY) scripts/build_book.py  # pages executed two at a time into the cache, then jupyter-book build
 
-test: .venv/.ready _vendor/mathjax/tex-mml-chtml.js  ## run the test suite (builds the toy model once, about 90 s)
+test: .venv/.ready _vendor/mathjax/tex-mml-chtml.js  ## run the test suite (builds the toy model once, about a minute)
 	$(PY) -m pytest -q
 
 clean:

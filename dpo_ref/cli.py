@@ -22,7 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     toy.add_argument("--output", help="folder to write (load it with from_pretrained); default: the cache that "
                      "load_toy() and --model toy use, reused if already built")
     toy.add_argument("--seed", type=int, help="default: $DPO_TOY_SEED or 0")
-    toy.add_argument("--steps", type=int, help="pretraining steps (default 800, about 90 s on 2 CPU cores; needs --output)")
+    toy.add_argument("--steps", type=int, help="pretraining steps (default 800, about a minute on 2 idle CPU cores; needs --output)")
 
     tr = sub.add_parser("train", help="train a model with DPO on a JSONL file of preference pairs")
     tr.add_argument("--model", help="hub id, local save_pretrained folder, or 'toy'")

@@ -68,6 +68,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell, as in _config.yml")
     args = parser.parse_args()
     start = time.perf_counter()
+    from dpo_ref.toy import ensure_toy
+
+    ensure_toy()  # once, before two kernels could both start building it
     fill_cache(Path(args.path_output) / "_build" / ".jupyter_cache", args.jobs, args.timeout)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     result = subprocess.run([str(jupyter_book), "build", str(ROOT), "--path-output", args.path_output,

@@ -9,7 +9,7 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 @pytest.fixture(scope="session")
 def toy_dir() -> Path:
-    """The default toy model, built once (about 90 s on 2 cores) and cached under $DPO_REF_CACHE."""
+    """The default toy model, built once (about a minute on 2 cores) and cached under $DPO_REF_CACHE."""
     from dpo_ref.toy import ensure_toy
 
     return ensure_toy()
