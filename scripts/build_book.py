@@ -33,9 +33,24 @@ def is_cached(cache, path: Path) -> bool:
         return False
 
 
+def with_outputs(page: Path, executed_json: str):
+    """The page as jupyter-book reads it, with the executed cells' outputs.
+
+    The cache keys on the code cells *and their metadata*; execution adds timing metadata to every
+    cell, so the executed copy itself would never match the page the build reads.
+    """
+    import nbformat
+
+    executed, nb = nbformat.reads(executed_json, as_version=4), read_page(page)
+    for cell, done in zip(nb.cells, executed.cells):
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = done.outputs, done.execution_count
+    nb.metadata["language_info"] = executed.metadata.get("language_info", {})
+    return nb
+
+
 def fill_cache(cache_path: Path, jobs: int, timeout: int) -> bool:
     """Execute every page that the cache lacks; True when all of them succeeded."""
-    import nbformat
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
 
@@ -53,9 +68,10 @@ def fill_cache(cache_path: Path, jobs: int, timeout: int) -> bool:
             print(f"{r['page']:40} {r['seconds']:6.1f} s  {'ok' if r['ok'] else 'FAILED: ' + r['error']}",
                   flush=True)
             if r["ok"]:
-                nb = nbformat.reads(r["notebook"], as_version=4)
-                cache.cache_notebook_bundle(CacheBundleIn(nb, str(page), data={"execution_seconds": r["seconds"]}),
-                                            check_validity=False, overwrite=True)
+                cache.cache_notebook_bundle(
+                    CacheBundleIn(with_outputs(page, r["notebook"]), str(page),
+                                  data={"execution_seconds": r["seconds"]}),
+                    check_validity=False, overwrite=True)
             ok &= r["ok"]
     print(f"executed {len(pages)} pages in {time.perf_counter() - start:.0f} s with {jobs} kernels")
     return ok

@@ -24,7 +24,16 @@ def site(tmp_path_factory, toy_dir):
         capture_output=True, text=True, timeout=1500,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    (out / "build.log").write_text(result.stdout + result.stderr)
     return out / "_build" / "html"
+
+
+@pytest.mark.slow
+def test_the_site_build_takes_every_page_from_the_parallel_execution(site):
+    log = (site.parent.parent / "build.log").read_text()
+    assert "executed" in log and "with 2 kernels" in log
+    assert "Executing notebook" not in log  # jupyter-book found every page in the cache
+    assert log.count("Using cached notebook") >= 20
 
 
 @pytest.mark.slow
