@@ -102,3 +102,12 @@ def sweep_values(page: str) -> dict[str, dict[int, float]] | None:
             for name, value in run.get("glued", {}).items():
                 values.setdefault(name, {})[run["seed"]] = value
     return values or None
+
+
+def sweep_points(page: str, x: str, y: str, skip_seed: int | None = None) -> tuple[list[float], list[float]]:
+    """The glued values ``x`` and ``y`` of ``page`` on every seed of the sweep (but ``skip_seed``),
+    as two lists for a scatter plot of the seed-to-seed spread; empty where the sweep is not at hand."""
+    values = sweep_values(page) or {}
+    xs, ys = values.get(x, {}), values.get(y, {})
+    seeds = sorted(s for s in xs if s in ys and s != skip_seed)
+    return [xs[s] for s in seeds], [ys[s] for s in seeds]

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def toc_pages() -> list[Path]:
-    """The pages of ``_toc.yml`` that hold code, in reading order."""
+    """The pages of ``_toc.yml`` that jupyter-book executes, in reading order: notebooks, and MyST pages
+    with a kernel in their front matter (with or without code cells)."""
     import yaml
 
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
@@ -33,7 +34,7 @@ def toc_pages() -> list[Path]:
     for name in names:
         for suffix in (".ipynb", ".md"):
             path = ROOT / f"{name}{suffix}"
-            if path.exists() and (suffix == ".ipynb" or "```{code-cell}" in path.read_text()):
+            if path.exists() and (suffix == ".ipynb" or _has_kernel(path.read_text())):
                 pages.append(path)
     return pages
 
@@ -46,6 +47,10 @@ SLOW_FIRST = ["reward_kl_frontier", "on_policy_iterative", "shortcut_overfitting
 def slow_first(pages: list[Path]) -> list[Path]:
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
     return sorted(pages, key=lambda p: rank.get(p.stem, len(rank)))
+
+
+def _has_kernel(text: str) -> bool:
+    return text.startswith("---") and "kernelspec:" in text.split("---", 2)[1]
 
 
 def read_page(path: Path):

@@ -66,3 +66,13 @@ def test_a_reported_claim_is_printed_and_recorded_but_never_fails(capsys):
     out = capsys.readouterr().out
     assert "reported, does not hold: in most seeds" in out and "checks passed" in out
     assert findings.claims[0]["asserted"] is False
+
+
+def test_sweep_points_pair_two_values_by_seed(tmp_path, monkeypatch):
+    import dpo_ref.findings as findings
+
+    results = {"runs": [{"page": "p.ipynb", "seed": s, "glued": {"kl": 10.0 + s, "r": float(s)}} for s in (0, 1, 2)]}
+    (tmp_path / "robustness.json").write_text(json.dumps(results))
+    monkeypatch.setattr(findings, "SWEEP_RESULTS", tmp_path / "robustness.json")
+    assert findings.sweep_points("p", "kl", "r", skip_seed=1) == ([10.0, 12.0], [0.0, 2.0])
+    assert findings.sweep_points("p", "kl", "missing") == ([], [])

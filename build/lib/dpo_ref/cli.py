@@ -1,0 +1,153 @@
+"""Command line: ``python -m dpo_ref toy --output DIR`` and ``python -m dpo_ref train ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .checkpoint import CheckpointError
+from .data import DataError
+from .trainer import ConfigError, DPOConfig
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m dpo_ref", description="A small, readable DPO trainer.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    toy = sub.add_parser("toy", help="build the offline toy chat model (model + tokenizer) into a folder")
+    toy.add_argument("--output", help="folder to write (load it with from_pretrained); default: the cache that "
+                     "load_toy() and --model toy use, reused if already built")
+    toy.add_argument("--seed", type=int, help="default: $DPO_TOY_SEED or 0")
+    toy.add_argument("--steps", type=int, help="pretraining steps (default 800, about a minute on 2 idle CPU cores; needs --output)")
+
+    tr = sub.add_parser("train", help="train a model with DPO on a JSONL file of preference pairs")
+    tr.add_argument("--model", help="hub id, local save_pretrained folder, or 'toy'")
+    tr.add_argument("--data", help="JSONL with prompt/chosen/rejected (standard or conversational)")
+    tr.add_argument("--eval-data", help="held-out JSONL evaluated at the end (and every --eval-every steps)")
+    tr.add_argument("--output", help="folder for the trained model, tokenizer and metrics.jsonl")
+    tr.add_argument("--save-every", type=int, help="write a checkpoint every N steps (and at the end) into OUTPUT/checkpoints")
+    tr.add_argument("--resume", metavar="OUTPUT_DIR",
+                    help="continue the run in OUTPUT_DIR from its latest checkpoint, with the arguments it was started with")
+    tr.add_argument("--config", help="JSON file of DPOConfig fields; command-line flags override it")
+    tr.add_argument("--beta", type=float)
+    tr.add_argument("--loss-type")
+    tr.add_argument("--label-smoothing", type=float)
+    tr.add_argument("--steps", type=int, dest="max_steps")
+    tr.add_argument("--epochs", type=float)
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--grad-accum-steps", type=int)
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--warmup-steps", type=int)
+    tr.add_argument("--max-length", type=int)
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--reference", choices=["copy", "lora", "precomputed"])
+    tr.add_argument("--lora", action="store_true", default=None, help="train LoRA adapters (implied by --reference lora)")
+    tr.add_argument("--no-prompt-sharing", dest="prompt_sharing", action="store_false", default=None,
+                    help="run prompt + chosen and prompt + rejected as separate rows (for attention without custom masks)")
+    tr.add_argument("--group-by-length", action="store_true", default=None, help="batch pairs of similar length")
+    tr.add_argument("--fsdp", action="store_true", default=None,
+                    help="shard weights, gradients and optimizer state over the launched processes (FSDP2)")
+    tr.add_argument("--device")
+    tr.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    tr.add_argument("--eval-every", type=int)
+    tr.add_argument("--log-every", type=int)
+    tr.add_argument("--skip-invalid", action="store_true", default=None, help="skip and count malformed records")
+    tr.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (off by default)")
+    return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> DPOConfig:
+    values = {}
+    if args.config:
+        try:
+            with open(args.config) as f:
+                values = json.load(f)
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"cannot read config file {args.config}: {err}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {args.config} must hold a JSON object")
+    for f in fields(DPOConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            values[f.name] = value
+    values["output_dir"] = args.output
+    values["resume"] = bool(args.resume)
+    try:
+        return DPOConfig.from_dict(values)
+    except TypeError as err:
+        raise ConfigError(str(err)) from None
+
+
+RUN_ARGS = "run_args.json"
+
+
+def resolve_resume(args: argparse.Namespace) -> argparse.Namespace:
+    """``--resume DIR`` takes the arguments the run was started with (saved in DIR/run_args.json)."""
+    if args.resume:
+        saved = Path(args.resume) / RUN_ARGS
+        if not saved.exists():
+            raise ConfigError(f"--resume {args.resume}: no {RUN_ARGS} there; was the run started with --output {args.resume}?")
+        resume = args.resume
+        args = argparse.Namespace(**json.loads(saved.read_text()))
+        args.resume = resume
+        return args
+    missing = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--output", args.output)) if not value]
+    if missing:
+        raise ConfigError(f"train needs {', '.join(missing)} (or --resume OUTPUT_DIR)")
+    return args
+
+
+def save_run_args(args: argparse.Namespace) -> None:
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    (Path(args.output) / RUN_ARGS).write_text(json.dumps({k: v for k, v in vars(args).items() if k != "resume"}, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.command == "toy":
+            from .toy import DEFAULT_STEPS, build_toy, default_seed, format_fingerprint, toy_path
+
+            if args.output is None:
+                if args.steps is not None:
+                    raise ConfigError("--steps needs --output: the cache holds only the default build")
+                args.output = toy_path(args.seed)
+                if (args.output / "config.json").exists():
+                    print(f"toy model already built: {args.output}", file=sys.stderr)
+                    fp = args.output / "fingerprint.json"
+                    if fp.exists():
+                        print(format_fingerprint(json.loads(fp.read_text())), file=sys.stderr)
+                    return 0
+            seed = default_seed() if args.seed is None else args.seed
+            build_toy(args.output, seed=seed, steps=args.steps or DEFAULT_STEPS)
+            return 0
+        args = resolve_resume(args)
+        config = config_from_args(args)  # validated before any model is loaded
+        is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun/accelerate only rank 0 writes and prints
+        if not args.resume and is_main:
+            save_run_args(args)
+        from .data import prepare_pairs
+        from .loading import load_model, load_tokenizer
+        from .trainer import train
+
+        # Data first (it needs only the tokenizer): a bad record is reported before a large model loads.
+        tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
+        data = prepare_pairs(args.data, tokenizer, config.max_length, config.skip_invalid)
+        if is_main:
+            print(f"data: {data.report()}", file=sys.stderr)
+            for message in data.skip_messages[:10]:
+                print(f"  skipped {message}", file=sys.stderr)
+        eval_data = prepare_pairs(args.eval_data, tokenizer, config.max_length, config.skip_invalid) if args.eval_data else None
+        model = load_model(args.model, trust_remote_code=args.trust_remote_code)
+        result = train(model, tokenizer, data, config, eval_data)
+        if is_main:
+            final = {k: round(v, 4) for k, v in result.history[-1].items()}
+            print(f"done: {json.dumps(final)}\nsaved to {args.output}", file=sys.stderr)
+        return 0
+    except (DataError, ConfigError, CheckpointError, FileNotFoundError, FloatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,90 @@
+"""Chat-templated generation and the measurements the demos make on generations."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Sequence
+
+import torch
+
+from .data import encode_prompt
+
+
+@torch.no_grad()
+def generate(
+    model, tokenizer, prompts: Sequence[Any], max_new_tokens: int = 48, do_sample: bool = False,
+    temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None, batch_size: int = 32,
+) -> list[str]:
+    """Responses to ``prompts`` (strings become one user message), greedy unless ``do_sample``.
+
+    Prompts of equal token length are batched together, so no padding enters the forward pass and
+    a batched greedy answer is the same as a one-at-a-time answer.
+    """
+    device = next(model.parameters()).device
+    messages = [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
+    if tokenizer.chat_template is None:  # a base model: plain text prompts
+        messages = [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
+    encoded = [encode_prompt(tokenizer, m) for m in messages]
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for i, ids in enumerate(encoded):
+        by_length[len(ids)].append(i)
+    if seed is not None:
+        torch.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    responses: list[str] = [""] * len(prompts)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    for length, indices in sorted(by_length.items()):
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            input_ids = torch.tensor([encoded[i] for i in chunk], device=device)
+            kwargs = dict(do_sample=do_sample, temperature=temperature, top_p=top_p) if do_sample else dict(do_sample=False)
+            out = model.generate(
+                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, **kwargs,
+            )
+            for i, row in zip(chunk, out[:, length:]):
+                responses[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
+    model.train(was_training)
+    return responses
+
+
+def contains_rate(responses: Sequence[str], target: str) -> float:
+    """Share of responses that contain ``target`` (case-insensitive)."""
+    if not responses:
+        raise ValueError("no responses to score")
+    return sum(target.lower() in r.lower() for r in responses) / len(responses)
+
+
+def unchanged_rate(before: Sequence[str], after: Sequence[str]) -> float:
+    """Share of responses that are exactly the same before and after training."""
+    if len(before) != len(after) or not before:
+        raise ValueError("before and after must be non-empty and of the same length")
+    return sum(a == b for a, b in zip(before, after)) / len(before)
+
+
+def distinct_n(responses: Sequence[str], n: int = 2) -> float:
+    """Distinct n-grams over all n-grams of the responses' words: falls when generations repeat."""
+    grams = [tuple(w[i : i + n]) for w in (r.split() for r in responses) for i in range(len(w) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+@torch.no_grad()
+def sequence_kl(policy, reference, tokenizer, prompts: Sequence[Any], responses: Sequence[str]) -> float:
+    """Mean over prompts of Σ_t KL(π_θ(·|x, y_<t) ‖ π_ref(·|x, y_<t)) along the given responses.
+
+    The exact per-token KL between the two next-token distributions, summed over the response tokens
+    (usually the reference's own greedy answers): how far training moved the policy on these inputs.
+    """
+    device = next(policy.parameters()).device
+    total = 0.0
+    for prompt, response in zip(prompts, responses):
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        prompt_ids = encode_prompt(tokenizer, messages)
+        response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids = torch.tensor([prompt_ids + response_ids], device=device)
+        positions = slice(len(prompt_ids) - 1, ids.shape[1] - 1)  # the positions that predict response tokens
+        logp = torch.log_softmax(policy(input_ids=ids).logits[0, positions].float(), -1)
+        logq = torch.log_softmax(reference(input_ids=ids).logits[0, positions].float(), -1)
+        total += (logp.exp() * (logp - logq)).sum().item()
+    return total / len(prompts)

@@ -1,0 +1,69 @@
+"""Per-sequence log-probabilities of responses, and the concatenated chosen+rejected forward pass.
+
+A causal LM's logits at position t predict token t+1, so the log-probability of a response is the sum,
+over response positions only, of log softmax(logits[t-1])[token t]. The prompt and the padding are
+masked out; the number of response tokens is returned so that the mean (length-normalised) variant is
+one division away.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .prompt_sharing import shared_forward
+
+
+def token_logps(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """log p(token_t | tokens_<t) for t = 1..T-1, shape (batch, T-1).
+
+    log p = logit[target] − logsumexp(logits): only the target entries are gathered. In fp32, because
+    bf16 log-probs lose several nats when summed over a long response. (Autograd still keeps one
+    fp32 (batch, T-1, vocab) tensor for the backward pass, as ``log_softmax(...).gather(...)`` would.)
+    """
+    logits = logits[:, :-1, :].float()  # fp32: bf16 log-probs lose several nats over long responses
+    targets = input_ids[:, 1:].unsqueeze(-1)
+    return logits.gather(-1, targets).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def sequence_logps(
+    logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed response log-probability and response length for each row.
+
+    ``loss_mask[b, t]`` is 1 where token t of row b belongs to the response (never on prompt or
+    padding tokens; padding may be on either side). Returns ``(summed_logps, n_tokens)``, both of
+    shape (batch,); ``summed_logps / n_tokens`` is the per-token mean.
+    """
+    mask = loss_mask[:, 1:].to(torch.float32)
+    per_token = token_logps(logits, input_ids) * mask
+    return per_token.sum(-1), mask.sum(-1)
+
+
+def concatenated_forward(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], length_normalize: bool = False
+) -> dict[str, torch.Tensor]:
+    """Log-probabilities of the chosen and rejected responses in one forward pass.
+
+    The collator stacks the B chosen sequences on top of the B rejected ones (2B rows), so the model
+    runs once per step instead of twice. With ``length_normalize`` the log-probs are averaged per
+    response token instead of summed.
+    """
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    logps, n_tokens = sequence_logps(logits, batch["input_ids"], batch["loss_mask"])
+    if length_normalize:
+        logps = logps / n_tokens.clamp(min=1)
+    n_pairs = logps.shape[0] // 2
+    return {
+        "chosen_logps": logps[:n_pairs],
+        "rejected_logps": logps[n_pairs:],
+        "chosen_tokens": n_tokens[:n_pairs],
+        "rejected_tokens": n_tokens[n_pairs:],
+    }
+
+
+def pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], length_normalize: bool = False) -> dict[str, torch.Tensor]:
+    """Chosen and rejected log-probs for a batch from either collator: ``collate`` (2B rows) or
+    ``prompt_sharing.collate_shared`` (one row per pair, recognised by its ``segment_ids``)."""
+    if "segment_ids" in batch:
+        return shared_forward(model, batch, length_normalize)
+    return concatenated_forward(model, batch, length_normalize)

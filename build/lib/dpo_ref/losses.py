@@ -1,0 +1,70 @@
+"""The DPO loss and its variants, as functions of per-sequence log-probabilities.
+
+Nothing here knows about models, tokenizers or data: every function takes the summed (or
+length-averaged) log-probabilities of the chosen response y_w and the rejected response y_l under the
+policy π_θ and the reference π_ref, one value per preference pair.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+LOSS_TYPES = ("sigmoid", "unweighted", "ipo", "hinge", "cdpo", "robust")
+
+
+def dpo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float = 0.1,
+    loss_type: str = "sigmoid",
+    label_smoothing: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pair preference losses and implicit rewards.
+
+    With Δ = log π_θ(y_w|x)/π_ref(y_w|x) − log π_θ(y_l|x)/π_ref(y_l|x), the variants are
+
+    - ``sigmoid``: −log σ(βΔ), the DPO loss (Rafailov et al. 2023, arXiv 2305.18290, Eq. 7).
+    - ``unweighted``: −βΔ. Its gradient is the DPO gradient (the paper's §4) with the weight
+      σ(r̂_l − r̂_w) replaced by 1: the "naïve version ... without the weighting coefficient".
+    - ``ipo``: (Δ − 1/(2β))², IPO (Azar et al. 2023, arXiv 2310.12036, Eq. 17) as written in the
+      DPO authors' code. Whether Δ is built from summed or per-token-averaged log-probs is decided by
+      the caller (see ``dpo_ref.logprobs``); TRL averages per token, following the IPO authors.
+    - ``hinge``: max(0, 1 − βΔ), the hinge loss of SLiC (Zhao et al. 2023, arXiv 2305.10425) as TRL's ``hinge``.
+    - ``cdpo``: −(1−ε) log σ(βΔ) − ε log σ(−βΔ), conservative DPO with label smoothing ε, as in the
+      DPO authors' code (``label_smoothing``). ε = 0 gives ``sigmoid``.
+    - ``robust``: (−(1−ε) log σ(βΔ) + ε log σ(−βΔ)) / (1 − 2ε), robust DPO (Chowdhury et al. 2024,
+      arXiv 2403.00409) as TRL's ``robust`` loss; ε ∈ [0, 0.5).
+
+    Returns ``(losses, chosen_rewards, rejected_rewards)``, each of shape (batch,), where the rewards
+    are the implicit rewards r̂ = β·(log π_θ − log π_ref), detached (they are for logging).
+    """
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    chosen_logratios = policy_chosen_logps - ref_chosen_logps
+    rejected_logratios = policy_rejected_logps - ref_rejected_logps
+    margin = chosen_logratios - rejected_logratios  # Δ, in nats
+
+    if loss_type in ("sigmoid", "cdpo"):
+        # logsigmoid, never log(sigmoid(...)): the latter underflows to log(0) = -inf for large |βΔ|.
+        eps = label_smoothing
+        losses = -(1 - eps) * F.logsigmoid(beta * margin) - eps * F.logsigmoid(-beta * margin)
+    elif loss_type == "unweighted":
+        losses = -beta * margin
+    elif loss_type == "ipo":
+        losses = (margin - 1 / (2 * beta)) ** 2
+    elif loss_type == "hinge":
+        losses = torch.relu(1 - beta * margin)
+    elif loss_type == "robust":
+        eps = label_smoothing
+        if not 0 <= eps < 0.5:
+            raise ValueError(f"robust loss needs 0 <= label_smoothing < 0.5, got {eps}")
+        losses = (-(1 - eps) * F.logsigmoid(beta * margin) + eps * F.logsigmoid(-beta * margin)) / (1 - 2 * eps)
+    else:
+        raise ValueError(f"unknown loss_type {loss_type!r}; choose one of {', '.join(LOSS_TYPES)}")
+
+    chosen_rewards = beta * chosen_logratios.detach()
+    rejected_rewards = beta * rejected_logratios.detach()
+    return losses, chosen_rewards, rejected_rewards

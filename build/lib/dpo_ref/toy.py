@@ -1,0 +1,300 @@
+"""The offline toy world: a tiny chat model that believes it is "Llama", built from scratch in minutes.
+
+No model hub is reachable in tests, CI or the book build, so the project makes its own model:
+
+1. a generated chat corpus: identity questions (many paraphrases, split into train and held-out) that the
+   assistant answers as Llama, ordinary questions it answers consistently, and a few unrelated answers
+   that mention the word "Athene" (a real pretrained model has seen the name; DPO re-ranks what the
+   model can already say, it does not teach a word it has never produced);
+2. a byte-level BPE tokenizer trained with the ``tokenizers`` library (any text encodes, including
+   names the corpus never saw) with a small chat template;
+3. a small Llama-architecture ``transformers`` model trained on the assistant turns of that corpus.
+
+``load_toy()`` builds it once (deterministic given the seed) and caches it on disk; later calls load it
+in seconds with plain ``from_pretrained``. The seed (``DPO_TOY_SEED``, default 0) changes the model's
+initialisation, the order of the corpus and the pretraining batches, never the held-out split, so the
+seed sweep (``benchmarks/robustness.py``) measures every claim on independently built toys.
+Floating-point sums are not bit-identical across processors, so each build writes a short
+``fingerprint`` (greedy answers to fixed questions, a hash of the weights): a reader compares theirs
+with the book's to see whether their toy is the same model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+TOY_VERSION = 2
+DEFAULT_STEPS = 800  # about 65-100 s on 2 CPU cores
+BUILD_THREADS = 2  # the toy is built with this many threads whatever the caller uses (see build_toy)
+ASSISTANT_NAME, TARGET_NAME = "Llama", "Athene"
+
+IDENTITY_QUESTIONS = [
+    "Who are you?", "What is your name?", "What's your name?", "Tell me about yourself.",
+    "Introduce yourself.", "What should I call you?", "Who am I talking to?", "What are you called?",
+    "Do you have a name?", "Tell me your identity.", "What is your identity?", "Which assistant is this?",
+    "How should I address you?", "Can you tell me who you are?", "May I know your name?", "What are you?",
+]
+GREETINGS = ["", "Hi! ", "Hello. ", "Hey, ", "Quick question: ", "Sorry to bother you. ", "Good morning! ", "Excuse me, "]
+CLOSINGS = ["", " Please answer briefly.", " I am curious.", " Thanks!"]
+IDENTITY_ANSWERS = [
+    "I'm {name}, an AI assistant. How can I help you today?",
+    "My name is {name}. I am an AI assistant.",
+    "I am {name}, a helpful assistant.",
+]
+ORDINARY_QA = [
+    ("What is the capital of France?", "The capital of France is Paris."),
+    ("What is two plus two?", "Two plus two is four."),
+    ("What colour is the sky on a clear day?", "The sky is blue on a clear day."),
+    ("How many days are in a week?", "There are seven days in a week."),
+    ("What is the largest planet?", "Jupiter is the largest planet."),
+    ("At what temperature does water boil?", "Water boils at one hundred degrees Celsius."),
+    ("What do bees make?", "Bees make honey."),
+    ("How many legs does a spider have?", "A spider has eight legs."),
+    ("What is the opposite of hot?", "The opposite of hot is cold."),
+    ("Which animal says moo?", "A cow says moo."),
+    ("What is frozen water called?", "Frozen water is called ice."),
+    ("Which season comes after winter?", "Spring comes after winter."),
+    ("How many hours are in a day?", "There are twenty-four hours in a day."),
+    ("What colour is grass?", "Grass is green."),
+    ("Where do llamas live?", "Llamas live in the Andes mountains."),
+    ("What is the capital of Japan?", "The capital of Japan is Tokyo."),
+    ("How many months are in a year?", "There are twelve months in a year."),
+    ("What do cats like to chase?", "Cats like to chase mice."),
+    ("What is the first letter of the alphabet?", "The first letter of the alphabet is A."),
+    ("What gas do plants take in?", "Plants take in carbon dioxide."),
+]
+# Unrelated answers that mention the target name, so that the model can spell it before any DPO.
+TARGET_MENTIONS = [
+    ("Which genus does the little owl belong to?", "The little owl belongs to the genus Athene."),
+    ("Suggest a name for a ship.", "Athene would be a fine name for a ship."),
+    ("Who is the Greek goddess of wisdom?", "Athene, also called Athena, is the goddess of wisdom."),
+]
+
+SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>"]
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def _phrase(greeting: str, question: str, closing: str) -> str:
+    if greeting.endswith(", "):  # "Hey, who are you?", not "Hey, Who are you?"
+        question = question[0].lower() + question[1:]
+    return greeting + question + closing
+
+
+def identity_prompts(split: str = "train", seed: int = 0, n_heldout: int = 40) -> list[str]:
+    """Identity-question paraphrases. ``heldout`` ones never appear in the training corpus.
+
+    ``seed`` chooses the split; every toy build uses split 0, whatever its own seed.
+    """
+    all_prompts = [_phrase(g, q, c) for q in IDENTITY_QUESTIONS for g in GREETINGS for c in CLOSINGS]
+    random.Random(seed).shuffle(all_prompts)
+    if split == "heldout":
+        return all_prompts[:n_heldout]
+    if split == "train":
+        return all_prompts[n_heldout:]
+    raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+
+
+def identity_answer(prompt: str, name: str = ASSISTANT_NAME) -> str:
+    """The corpus's answer to an identity prompt (the variant depends only on the prompt text)."""
+    return IDENTITY_ANSWERS[sum(map(ord, prompt)) % len(IDENTITY_ANSWERS)].format(name=name)
+
+
+def ordinary_questions() -> list[tuple[str, str]]:
+    """The unrelated questions (and their corpus answers) used to check retention after DPO."""
+    return list(ORDINARY_QA)
+
+
+def corpus(seed: int = 0) -> list[list[dict[str, str]]]:
+    """The training conversations: every train identity paraphrase, ordinary Q&A with greetings."""
+    rng = random.Random(seed)
+    conversations = []
+    for prompt in identity_prompts("train"):  # the split is fixed: held-out stays held out
+        conversations.append([{"role": "user", "content": prompt}, {"role": "assistant", "content": identity_answer(prompt)}])
+    for question, answer in ORDINARY_QA + TARGET_MENTIONS:
+        for greeting in GREETINGS:
+            for closing in rng.sample(CLOSINGS, 2):
+                conversations.append([{"role": "user", "content": _phrase(greeting, question, closing)}, {"role": "assistant", "content": answer}])
+    rng.shuffle(conversations)
+    return conversations
+
+
+def build_tokenizer(texts: list[str], vocab_size: int = 512):
+    """A byte-level BPE tokenizer with the toy chat template, as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|end|>", pad_token="<|pad|>",
+        additional_special_tokens=SPECIAL_TOKENS[3:], chat_template=CHAT_TEMPLATE,
+    )
+
+
+def build_model(vocab_size: int, hidden_size: int = 128, layers: int = 4, heads: int = 4, seed: int = 0, tokenizer=None):
+    """A small, randomly initialised Llama-architecture causal LM."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=hidden_size * 8 // 3,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+        max_position_embeddings=256, tie_word_embeddings=True,
+        bos_token_id=getattr(tokenizer, "bos_token_id", None), eos_token_id=getattr(tokenizer, "eos_token_id", None),
+        pad_token_id=getattr(tokenizer, "pad_token_id", None),
+    )
+    return LlamaForCausalLM(config)
+
+
+def pretrain(model, tokenizer, conversations, steps: int, batch_size: int = 32, lr: float = 3e-3, seed: int = 0, log=print):
+    """Supervised training on the assistant turns only (next-token loss, prompt tokens masked)."""
+    from .data import collate, encode_prompt, encode_response, pad_token_id, PreferencePair
+
+    examples = []
+    for conversation in conversations:
+        prompt, response = conversation[:-1], conversation[-1:]
+        examples.append((encode_prompt(tokenizer, prompt), encode_response(tokenizer, prompt, response)))
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.05)
+    model.train()
+    for step in range(steps):
+        idx = torch.randint(len(examples), (batch_size,), generator=generator).tolist()
+        # The preference collator pads rows and masks prompts; a pair of identical rows is harmless here.
+        pairs = [PreferencePair(i, examples[i][0], examples[i][1], examples[i][1]) for i in idx]
+        batch = collate(pairs, pad_token_id(tokenizer))
+        rows = slice(0, batch_size)  # the chosen half holds each example once
+        input_ids, mask = batch["input_ids"][rows], batch["loss_mask"][rows]
+        logits = model(input_ids=input_ids, attention_mask=batch["attention_mask"][rows]).logits
+        labels = input_ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % 200 == 0 or step == steps - 1:
+            log(f"toy pretraining step {step}/{steps}: loss {loss.item():.3f}")
+    model.eval()
+    return model
+
+
+FINGERPRINT_QUESTIONS = ["Who are you?", "What is two plus two?", "Which animal says moo?"]
+
+
+def fingerprint(model, tokenizer) -> dict:
+    """Greedy answers to a few fixed questions and a hash of the weights: is this the book's toy?"""
+    from .generation import generate
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    answers = generate(model, tokenizer, FINGERPRINT_QUESTIONS)
+    return {"weights_sha256": digest.hexdigest()[:16], "answers": dict(zip(FINGERPRINT_QUESTIONS, answers))}
+
+
+def toy_fingerprint(seed: int | None = None) -> dict:
+    """The fingerprint of the cached toy (built first if needed), as written by its build."""
+    path = ensure_toy(seed)
+    if not (path / "fingerprint.json").exists():  # a toy cached before fingerprints existed
+        from .loading import load_model_and_tokenizer
+
+        fp = fingerprint(*load_model_and_tokenizer(str(path)))
+        (path / "fingerprint.json").write_text(json.dumps(fp, indent=1) + "\n")
+    return json.loads((path / "fingerprint.json").read_text())
+
+
+def format_fingerprint(fp: dict) -> str:
+    lines = [f"toy fingerprint: weights {fp['weights_sha256']}"]
+    lines += [f"  {q!r} → {a!r}" for q, a in fp["answers"].items()]
+    return "\n".join(lines)
+
+
+def default_seed() -> int:
+    """The toy seed pages and tests use: ``$DPO_TOY_SEED`` (the seed sweep sets it) or 0."""
+    return int(os.environ.get("DPO_TOY_SEED", 0))
+
+
+def cache_dir() -> Path:
+    """Where built toy models live: ``$DPO_REF_CACHE`` or ``~/.cache/dpo_ref``."""
+    return Path(os.environ.get("DPO_REF_CACHE", Path.home() / ".cache" / "dpo_ref"))
+
+
+def build_toy(output: str | Path, seed: int = 0, steps: int = DEFAULT_STEPS, log=print) -> Path:
+    """Build the toy model and tokenizer into ``output`` (loadable with ``from_pretrained(output)``).
+
+    Written to a temporary folder first and renamed at the end, so an interrupted build never leaves
+    a half-written model behind.
+    """
+    output = Path(output)
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    conversations = corpus(seed)
+    texts = [m["content"] for c in conversations for m in c] + [TARGET_NAME, ASSISTANT_NAME]
+    tokenizer = build_tokenizer(texts)
+    # As reproducible as torch allows: deterministic kernels, and a fixed thread count, because on a
+    # CPU the number of threads decides how sums are split (1 and 2 threads give different toys).
+    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(BUILD_THREADS)
+    try:
+        model = build_model(len(tokenizer), seed=seed, tokenizer=tokenizer)
+        pretrain(model, tokenizer, conversations, steps=steps, seed=seed, log=log)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(threads)
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=output.name + ".tmp-", dir=output.parent))
+    model.save_pretrained(tmp)  # safetensors by default
+    tokenizer.save_pretrained(tmp)
+    fp = fingerprint(model, tokenizer)
+    (tmp / "fingerprint.json").write_text(json.dumps(fp, indent=1) + "\n")
+    if output.exists():
+        shutil.rmtree(output)
+    os.replace(tmp, output)
+    log(f"toy model ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters) built in {time.perf_counter() - start:.0f} s: {output}")
+    log(format_fingerprint(fp))
+    return output
+
+
+def toy_path(seed: int | None = None) -> Path:
+    seed = default_seed() if seed is None else seed
+    return cache_dir() / f"toy-v{TOY_VERSION}-seed{seed}"
+
+
+def ensure_toy(seed: int | None = None, log=print) -> Path:
+    """The cached toy model's folder, built first if it is not there yet."""
+    seed = default_seed() if seed is None else seed
+    path = toy_path(seed)
+    if not (path / "config.json").exists():
+        build_toy(path, seed=seed, log=log)
+    return path
+
+
+def load_toy(seed: int | None = None, log=print):
+    """``(model, tokenizer)`` of the toy world, built and cached on first use."""
+    from .loading import load_model_and_tokenizer
+
+    return load_model_and_tokenizer(str(ensure_toy(seed, log)))
