@@ -112,8 +112,9 @@ def render(results: dict) -> str:
 def render_setup(times: dict) -> str:
     """One sentence on how long each README command took on a fresh clone, from the recorded run."""
     return (f"Measured on a fresh clone with no `.venv` and no cache ({times['machine']}, {times['date']}, "
-            f"`bash .ci/run`): `make book` took {times['make_book_s'] / 60:.1f} min, of which executing the "
-            f"pages took {times['execute_s'] / 60:.1f} min (two kernels); `make test` then took "
+            f"`bash .ci/run`): `make book` took {times['make_book_s'] / 60:.1f} min in all (`.venv` and the toy "
+            f"included), of which executing the pages took {times['execute_s'] / 60:.1f} min (two kernels); "
+            f"`make test` then took "
             f"{times['make_test_s'] / 60:.1f} min ({times['tests']}); a second `make book` without changes "
             f"took {times['rebuild_s']:.0f} s.\n")
 
