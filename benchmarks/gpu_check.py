@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 from dpo_ref import toy as toy_world  # noqa: E402
 from dpo_ref.generation import contains_rate, generate, unchanged_rate  # noqa: E402
 from dpo_ref.loading import load_model_and_tokenizer  # noqa: E402
-from dpo_ref.trainer import DPOConfig, train  # noqa: E402
+from dpo_ref import DPOConfig, train  # noqa: E402
 
 DEVICE = "cuda"  # --device cpu gives a quick smoke run of this script on a machine without a GPU
 

@@ -43,7 +43,7 @@ def run_page(page: str, seed: int) -> dict:
                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         result = execute(page, env)
         claims = [c for f in Path(out).glob("*.json") for c in json.loads(f.read_text())["claims"]]
-        glued_file = Path(out) / "glued.jsonl"  # every number the page's prose quotes (dpo_ref.glue)
+        glued_file = Path(out) / "glued.jsonl"  # every number the page's prose quotes (dpo_ref.findings.glue)
         lines = glued_file.read_text().splitlines() if glued_file.exists() else []
         glued = {g["name"]: g["value"] for g in map(json.loads, lines)}
     return {**result, "seed": seed, "claims": claims, "glued": glued}

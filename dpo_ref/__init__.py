@@ -1,19 +1,29 @@
 """dpo_ref: a small, readable Direct Preference Optimization trainer.
 
 Rafailov et al. 2023, "Direct Preference Optimization: Your Language Model is Secretly a Reward Model",
-arXiv 2305.18290. Each concept lives in its own module: ``losses``, ``logprobs``, ``prompt_sharing``,
-``data``, ``reference``, ``trainer``, ``checkpoint``, ``distributed``, ``generation``, ``sft`` (the
-Preferred-FT baseline), ``toy`` (the offline toy world), ``reward_task`` (the studies' task with a known
-reward), ``loading`` and ``cli``.
+arXiv 2305.18290. The names below are the public API (the book's overview page has the map of the
+modules): records to pairs (``prepare_pairs``), pairs to batches (``collate``, or the row ``Layout``
+that ``train`` chooses), log-probs (``sequence_logps``, ``concatenated_forward``), the loss
+(``dpo_loss``), π_ref (``CopyReference``, ``LoraReference``, ``PrecomputedReference``), the run
+(``DPOConfig``, ``train``) and loading a model (``load_model_and_tokenizer``). Errors that name what to
+fix: ``DataError``, ``ConfigError``, ``CheckpointError``.
 """
 
-from .data import DataError, PreferenceData, collate, prepare_pairs
+from .batching import collate
+from .checkpoint import CheckpointError
+from .config import ConfigError, DPOConfig
+from .data import DataError, PreferenceData, PreferencePair, prepare_pairs
+from .layouts import ROWS, Layout
+from .loading import load_model_and_tokenizer
 from .logprobs import concatenated_forward, sequence_logps
 from .losses import LOSS_TYPES, dpo_loss
-from .trainer import ConfigError, DPOConfig, TrainResult, evaluate, train
+from .reference import CopyReference, LoraReference, PrecomputedReference
+from .trainer import TrainResult, train
 
 __all__ = [
-    "LOSS_TYPES", "dpo_loss", "sequence_logps", "concatenated_forward", "DataError", "PreferenceData",
-    "prepare_pairs", "collate", "ConfigError", "DPOConfig", "TrainResult", "train", "evaluate",
+    "prepare_pairs", "PreferenceData", "PreferencePair", "DataError", "collate", "Layout", "ROWS",
+    "sequence_logps", "concatenated_forward", "LOSS_TYPES", "dpo_loss", "CopyReference", "LoraReference",
+    "PrecomputedReference", "DPOConfig", "ConfigError", "TrainResult", "train", "load_model_and_tokenizer",
+    "CheckpointError",
 ]
 __version__ = "0.1.0"

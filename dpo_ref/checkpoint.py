@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from .distributed import full_tensor, like
+from .distributed import full_tensor, sharded_like
 
 STATE_FILE, META_FILE = "state.safetensors", "meta.json"
 
@@ -134,10 +134,10 @@ def restore(checkpoint: Checkpoint, model, optimizer, scheduler, scaler) -> None
             _, index, name = key.split(".", 2)
             param = by_index[int(index)]
             # AdamW's moments are sharded like their parameter; its step counter is a plain scalar.
-            state.setdefault(int(index), {})[name] = like(value, param) if value.shape == param.shape else value
+            state.setdefault(int(index), {})[name] = sharded_like(value, param) if value.shape == param.shape else value
     with torch.no_grad():
         for name, p in params.items():
-            p.copy_(like(saved[name], p))
+            p.copy_(sharded_like(saved[name], p))
     optimizer.load_state_dict({"state": state, "param_groups": checkpoint.meta["optimizer_param_groups"]})
     scheduler.load_state_dict({**scheduler.state_dict(), **checkpoint.meta["scheduler"]})
     if scaler is not None and checkpoint.meta.get("scaler"):
@@ -146,3 +146,13 @@ def restore(checkpoint: Checkpoint, model, optimizer, scheduler, scaler) -> None
     cuda_states = [checkpoint.tensors[k] for k in sorted(checkpoint.tensors) if k.startswith("rng.cuda.")]
     if cuda_states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda_states)
+
+
+def resume(output_dir: Path, model, optimizer, scheduler, scaler) -> Checkpoint | None:
+    """Load the latest checkpoint in ``output_dir`` into the run (None, and nothing changed, if none)."""
+    latest = latest_checkpoint(output_dir)
+    if latest is None:
+        return None
+    checkpoint = load_checkpoint(latest)
+    restore(checkpoint, model, optimizer, scheduler, scaler)
+    return checkpoint

@@ -10,11 +10,15 @@ from dataclasses import fields
 from pathlib import Path
 
 from .checkpoint import CheckpointError
+from .config import LR_SCHEDULES, PRECISIONS, REFERENCES, ConfigError, DPOConfig
 from .data import DataError
-from .trainer import ConfigError, DPOConfig
+from .distributed import from_launcher
+from .losses import LOSS_TYPES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The choices (``--loss-type``, ``--reference``…) are shown from ``dpo_ref.config``'s lists and
+    checked once, by ``DPOConfig``, so a wrong value gets the same one-line error as any bad setting."""
     parser = argparse.ArgumentParser(prog="python -m dpo_ref", description="A small, readable DPO trainer.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -34,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="continue the run in OUTPUT_DIR from its latest checkpoint, with the arguments it was started with")
     tr.add_argument("--config", help="JSON file of DPOConfig fields; command-line flags override it")
     tr.add_argument("--beta", type=float)
-    tr.add_argument("--loss-type")
+    tr.add_argument("--loss-type", metavar="|".join(LOSS_TYPES))
     tr.add_argument("--label-smoothing", type=float)
     tr.add_argument("--steps", type=int, dest="max_steps")
     tr.add_argument("--epochs", type=float)
@@ -42,9 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--grad-accum-steps", type=int)
     tr.add_argument("--lr", type=float)
     tr.add_argument("--warmup-steps", type=int)
+    tr.add_argument("--lr-schedule", metavar="|".join(LR_SCHEDULES))
     tr.add_argument("--max-length", type=int)
     tr.add_argument("--seed", type=int)
-    tr.add_argument("--reference", choices=["copy", "lora", "precomputed"])
+    tr.add_argument("--reference", metavar="|".join(REFERENCES))
     tr.add_argument("--lora", action="store_true", default=None, help="train LoRA adapters (implied by --reference lora)")
     tr.add_argument("--no-prompt-sharing", dest="prompt_sharing", action="store_false", default=None,
                     help="run prompt + chosen and prompt + rejected as separate rows (for attention without custom masks)")
@@ -52,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--fsdp", action="store_true", default=None,
                     help="shard weights, gradients and optimizer state over the launched processes (FSDP2)")
     tr.add_argument("--device")
-    tr.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    tr.add_argument("--precision", metavar="|".join(PRECISIONS))
     tr.add_argument("--eval-every", type=int)
     tr.add_argument("--log-every", type=int)
     tr.add_argument("--skip-invalid", action="store_true", default=None, help="skip and count malformed records")
@@ -106,27 +111,29 @@ def save_run_args(args: argparse.Namespace) -> None:
     (Path(args.output) / RUN_ARGS).write_text(json.dumps({k: v for k, v in vars(args).items() if k != "resume"}, indent=2))
 
 
+def build_toy_command(args: argparse.Namespace) -> int:
+    """``toy``: the cached default build (reused if there), or a build into ``--output``."""
+    from .toy import DEFAULT_STEPS, build_toy, default_seed, ensure_toy, format_fingerprint
+
+    if args.output is None:
+        if args.steps is not None:
+            raise ConfigError("--steps needs --output: the cache holds only the default build")
+        path = ensure_toy(args.seed)
+        print(f"toy model ready: {path}", file=sys.stderr)
+        if (path / "fingerprint.json").exists():
+            print(format_fingerprint(json.loads((path / "fingerprint.json").read_text())), file=sys.stderr)
+        return 0
+    build_toy(args.output, seed=default_seed() if args.seed is None else args.seed, steps=args.steps or DEFAULT_STEPS)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.command == "toy":
-            from .toy import DEFAULT_STEPS, build_toy, default_seed, format_fingerprint, toy_path
-
-            if args.output is None:
-                if args.steps is not None:
-                    raise ConfigError("--steps needs --output: the cache holds only the default build")
-                args.output = toy_path(args.seed)
-                if (args.output / "config.json").exists():
-                    print(f"toy model already built: {args.output}", file=sys.stderr)
-                    fp = args.output / "fingerprint.json"
-                    if fp.exists():
-                        print(format_fingerprint(json.loads(fp.read_text())), file=sys.stderr)
-                    return 0
-            seed = default_seed() if args.seed is None else args.seed
-            build_toy(args.output, seed=seed, steps=args.steps or DEFAULT_STEPS)
-            return 0
+            return build_toy_command(args)
         args = resolve_resume(args)
-        config = config_from_args(args)  # validated before any model is loaded
+        config = from_launcher(config_from_args(args))  # validated before any model is loaded
         is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun/accelerate only rank 0 writes and prints
         if not args.resume and is_main:
             save_run_args(args)

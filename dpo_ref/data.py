@@ -1,4 +1,4 @@
-"""Preference records → validated, tokenized pairs → padded batches.
+"""Preference records → validated, tokenized pairs (``dpo_ref.batching`` pads them into batches).
 
 Accepted record formats (TRL's, so existing datasets work unchanged):
 
@@ -24,9 +24,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
-
-import torch
+from typing import Any, Sequence
 
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -267,37 +265,16 @@ def prepare_pairs(source: Any, tokenizer, max_length: int, skip_invalid: bool = 
     return data
 
 
-# ---------------------------------------------------------------- batching
-
-
-def collate(pairs: Iterable[PreferencePair], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Stack B pairs into 2B right-padded rows: chosen sequences first, then rejected.
-
-    ``loss_mask`` marks response tokens and ``attention_mask`` real tokens, both built from lengths,
-    never from ``input_ids != pad_token_id`` (that would mask a real EOS when pad == eos).
-    """
-    pairs = list(pairs)
-    rows = [p.prompt_ids + p.chosen_ids for p in pairs] + [p.prompt_ids + p.rejected_ids for p in pairs]
-    prompt_lens = [len(p.prompt_ids) for p in pairs] * 2
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    loss_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (row, n_prompt) in enumerate(zip(rows, prompt_lens)):
-        input_ids[i, : len(row)] = torch.tensor(row)
-        attention_mask[i, : len(row)] = 1
-        loss_mask[i, n_prompt : len(row)] = 1
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "loss_mask": loss_mask,
-        "index": torch.tensor([p.index for p in pairs], dtype=torch.long),
-    }
-
-
 def pad_token_id(tokenizer) -> int:
     """The id used for padding: the tokenizer's pad token, else EOS (safe: masks come from lengths)."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad is None:
         raise ValueError("the tokenizer has neither a pad token nor an EOS token")
     return pad
+
+
+def conversational_record(prompt: str, chosen: str, rejected: str) -> dict:
+    """A conversational preference record (TRL's columns): one user turn, one assistant reply each."""
+    return {"prompt": [{"role": "user", "content": prompt}],
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}]}

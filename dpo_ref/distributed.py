@@ -13,11 +13,14 @@ Only rank 0 writes files and shows progress. The launchers set ``WORLD_SIZE``, `
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from .config import ConfigError, DPOConfig
 
 
 @dataclass
@@ -46,7 +49,9 @@ def init_processes(device: torch.device) -> Processes:
     return Processes(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def wrap(model: torch.nn.Module, procs: Processes, device: torch.device) -> torch.nn.Module:
+def data_parallel(model: torch.nn.Module, procs: Processes, device: torch.device) -> torch.nn.Module:
+    """The model that the training step runs: DDP over several processes (gradients averaged in
+    backward), the model itself in one."""
     if procs.world == 1:
         return model
     from torch.nn.parallel import DistributedDataParallel
@@ -56,7 +61,28 @@ def wrap(model: torch.nn.Module, procs: Processes, device: torch.device) -> torc
                                    broadcast_buffers=False)
 
 
-# ---------------------------------------------------------------- FSDP
+# ---------------------------------------------------------------- what the launcher asks for
+
+
+def from_launcher(config: DPOConfig) -> DPOConfig:
+    """``config`` as the launcher runs it: an ``accelerate launch`` FSDP config turns FSDP on (with its
+    resharding and activation checkpointing), and the global batch must split over the processes."""
+    try:
+        launcher_fsdp = accelerate_fsdp_settings()
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if launcher_fsdp:
+        config = dataclasses.replace(
+            config, fsdp=True, fsdp_reshard_after_forward=launcher_fsdp["reshard_after_forward"],
+            gradient_checkpointing=config.gradient_checkpointing or launcher_fsdp["activation_checkpointing"])
+    world = launched_world_size()
+    if config.batch_size % world:
+        raise ConfigError(f"batch_size {config.batch_size} (the global batch) must be a multiple of the "
+                          f"{world} processes")
+    if config.fsdp and world < 2:
+        raise ConfigError("fsdp shards the model over several processes: launch with torchrun "
+                          "--nproc_per_node N or accelerate launch --num_processes N (N >= 2), or drop fsdp")
+    return config
 
 
 def accelerate_fsdp_settings() -> dict[str, bool] | None:
@@ -74,6 +100,9 @@ def accelerate_fsdp_settings() -> dict[str, bool] | None:
     reshard = env.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower() == "true" and strategy in ("FULL_SHARD", "1")
     return {"reshard_after_forward": reshard,
             "activation_checkpointing": env.get("FSDP_ACTIVATION_CHECKPOINTING", "false").lower() == "true"}
+
+
+# ---------------------------------------------------------------- FSDP
 
 
 def shard(model: torch.nn.Module, device: torch.device, reshard_after_forward: bool = True) -> torch.nn.Module:
@@ -102,7 +131,7 @@ def full_tensor(t: torch.Tensor) -> torch.Tensor:
     return t.detach().full_tensor() if isinstance(t, DTensor) else t
 
 
-def like(full: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def sharded_like(full: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``full`` split the way ``target`` is sharded (a collective), or ``full`` itself for a plain tensor."""
     from torch.distributed.tensor import DTensor, distribute_tensor
 

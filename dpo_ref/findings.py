@@ -12,14 +12,25 @@ Every claim is checked (a failure does not hide the claims after it), and ``done
 ``AssertionError`` naming each failed claim with its value. When ``DPO_FINDINGS_DIR`` is set (the seed
 sweep, ``benchmarks/robustness.py``, sets it), the claims are also written there as JSON, with the
 seeds they were measured under, so that thresholds can be set from the worst case of the sweep.
+
+``glue`` is how a page quotes a number in its prose: in the book build it is myst-nb's ``glue``; on
+Colab or in plain Jupyter (no myst-nb) the value is only displayed. Under the sweep every glued number
+is recorded too, so each number a page quotes is measured on every seed.
 """
 
 from __future__ import annotations
 
 import json
+import numbers
 import operator
 import os
 from pathlib import Path
+from typing import Any
+
+try:
+    from myst_nb import glue as _myst_glue
+except ImportError:  # pragma: no cover - depends on the environment
+    _myst_glue = None
 
 OPERATORS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
@@ -111,3 +122,18 @@ def sweep_points(page: str, x: str, y: str, skip_seed: int | None = None) -> tup
     xs, ys = values.get(x, {}), values.get(y, {})
     seeds = sorted(s for s in xs if s in ys and s != skip_seed)
     return [xs[s] for s in seeds], [ys[s] for s in seeds]
+
+
+def glue(name: str, value: Any, display: bool = True) -> None:
+    """Store ``value`` under ``name`` for the prose (``{glue:text}`name```); record it for the sweep."""
+    out = os.environ.get("DPO_FINDINGS_DIR")
+    if out and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        Path(out).mkdir(parents=True, exist_ok=True)
+        with open(Path(out) / "glued.jsonl", "a") as f:
+            f.write(json.dumps({"name": name, "value": float(value)}) + "\n")
+    if _myst_glue is not None:
+        _myst_glue(name, value, display=display)
+    elif display:
+        from IPython.display import display as show
+
+        show(value)

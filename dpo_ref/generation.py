@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .data import encode_prompt
+from .data import encode_prompt, pad_token_id
 
 
 @torch.no_grad()
@@ -33,7 +33,7 @@ def generate(
     was_training = model.training
     model.eval()
     responses: list[str] = [""] * len(prompts)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_token_id(tokenizer)
     for length, indices in sorted(by_length.items()):
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]

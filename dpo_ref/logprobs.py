@@ -3,14 +3,13 @@
 A causal LM's logits at position t predict token t+1, so the log-probability of a response is the sum,
 over response positions only, of log softmax(logits[t-1])[token t]. The prompt and the padding are
 masked out; the number of response tokens is returned so that the mean (length-normalised) variant is
-one division away.
+one division away. ``response_nll`` is the supervised loss on responses (the toy's pretraining, SFT).
 """
 
 from __future__ import annotations
 
 import torch
-
-from .prompt_sharing import shared_forward
+import torch.nn.functional as F
 
 
 def token_logps(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
@@ -61,9 +60,13 @@ def concatenated_forward(
     }
 
 
-def pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], length_normalize: bool = False) -> dict[str, torch.Tensor]:
-    """Chosen and rejected log-probs for a batch from either collator: ``collate`` (2B rows) or
-    ``prompt_sharing.collate_shared`` (one row per pair, recognised by its ``segment_ids``)."""
-    if "segment_ids" in batch:
-        return shared_forward(model, batch, length_normalize)
-    return concatenated_forward(model, batch, length_normalize)
+def response_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean negative log-likelihood per response token over a batch of rows (``loss_mask`` = 1 on them).
+
+    The same number as ``-sum(sequence_logps) / sum(n_tokens)``, through ``cross_entropy`` with the
+    prompt and padding labels ignored.
+    """
+    input_ids, loss_mask = batch["input_ids"], batch["loss_mask"]
+    logits = model(input_ids=input_ids, attention_mask=batch["attention_mask"], use_cache=False).logits
+    labels = input_ids[:, 1:].masked_fill(loss_mask[:, 1:] == 0, -100)
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1))

@@ -13,6 +13,16 @@ import torch.nn.functional as F
 LOSS_TYPES = ("sigmoid", "unweighted", "ipo", "hinge", "cdpo", "robust")
 
 
+def check_loss_settings(beta: float, loss_type: str, label_smoothing: float = 0.0) -> None:
+    """Raise ``ValueError`` for settings no variant accepts (``DPOConfig`` checks with this too)."""
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"unknown loss_type {loss_type!r}; choose one of {', '.join(LOSS_TYPES)}")
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    if not 0 <= label_smoothing < 0.5:  # at ε = 0.5 a label says nothing; robust divides by 1 − 2ε
+        raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+
+
 def dpo_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -41,8 +51,7 @@ def dpo_loss(
     Returns ``(losses, chosen_rewards, rejected_rewards)``, each of shape (batch,), where the rewards
     are the implicit rewards r̂ = β·(log π_θ − log π_ref), detached (they are for logging).
     """
-    if beta <= 0:
-        raise ValueError(f"beta must be > 0, got {beta}")
+    check_loss_settings(beta, loss_type, label_smoothing)
     chosen_logratios = policy_chosen_logps - ref_chosen_logps
     rejected_logratios = policy_rejected_logps - ref_rejected_logps
     margin = chosen_logratios - rejected_logratios  # Δ, in nats
@@ -57,13 +66,9 @@ def dpo_loss(
         losses = (margin - 1 / (2 * beta)) ** 2
     elif loss_type == "hinge":
         losses = torch.relu(1 - beta * margin)
-    elif loss_type == "robust":
+    else:  # robust (check_loss_settings has refused any other name)
         eps = label_smoothing
-        if not 0 <= eps < 0.5:
-            raise ValueError(f"robust loss needs 0 <= label_smoothing < 0.5, got {eps}")
         losses = (-(1 - eps) * F.logsigmoid(beta * margin) + eps * F.logsigmoid(-beta * margin)) / (1 - 2 * eps)
-    else:
-        raise ValueError(f"unknown loss_type {loss_type!r}; choose one of {', '.join(LOSS_TYPES)}")
 
     chosen_rewards = beta * chosen_logratios.detach()
     rejected_rewards = beta * rejected_logratios.detach()

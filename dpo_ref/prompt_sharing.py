@@ -13,7 +13,8 @@ gradients flow through the shared prompt from both responses. Prompts are left-p
 start at one column; the LM head then runs on the response columns only (``logits_to_keep``).
 
 Needs a model that takes ``position_ids`` and a 4D attention mask (Hugging Face Llama, Mistral, Qwen,
-Gemma… with the ``sdpa`` or ``eager`` attention); ``check_prompt_sharing`` verifies it on real pairs.
+Gemma… with the ``sdpa`` or ``eager`` attention); ``dpo_ref.layouts.check_prompt_sharing`` verifies it
+on real pairs before training.
 """
 
 from __future__ import annotations
@@ -113,35 +114,3 @@ def shared_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor], lengt
         chosen, rejected = chosen / chosen_tokens.clamp(min=1), rejected / rejected_tokens.clamp(min=1)
     return {"chosen_logps": chosen, "rejected_logps": rejected,
             "chosen_tokens": chosen_tokens, "rejected_tokens": rejected_tokens}
-
-
-@torch.no_grad()
-def check_prompt_sharing(model: torch.nn.Module, pairs: list[PreferencePair], pad_token_id: int) -> float:
-    """Largest difference (nats) between shared and separate log-probs on ``pairs``; raises if it is not tiny.
-
-    Run once before training: a model whose attention ignores custom 4D masks (flash-attention 2, say)
-    would otherwise train on silently wrong log-probs.
-    """
-    from .data import collate
-    from .logprobs import concatenated_forward
-
-    device = next(model.parameters()).device
-    on_device = lambda batch: {k: v.to(device) for k, v in batch.items()}
-    was_training = model.training
-    model.eval()
-    try:
-        separate = concatenated_forward(model, on_device(collate(pairs, pad_token_id)))
-        shared = shared_forward(model, on_device(collate_shared(pairs, pad_token_id)))
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise ValueError(f"this model cannot run prompt sharing ({error}); set prompt_sharing=False") from error
-    finally:
-        model.train(was_training)
-    expected = torch.cat([separate["chosen_logps"], separate["rejected_logps"]])
-    got = torch.cat([shared["chosen_logps"], shared["rejected_logps"]])
-    diff = (got - expected).abs().max().item()
-    low_precision = next(model.parameters()).dtype != torch.float32
-    tolerance = (0.05 if low_precision else 1e-3) * (1 + expected.abs().max().item() / 10)
-    if not diff <= tolerance:
-        raise ValueError(f"prompt sharing changes this model's log-probs by {diff:.3g} nats (tolerance "
-                         f"{tolerance:.3g}): its attention does not honour the custom mask; set prompt_sharing=False")
-    return diff

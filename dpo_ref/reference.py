@@ -6,44 +6,54 @@
   an adapter that was already trained makes "adapters off" a different model from the starting policy.
 - ``PrecomputedReference``: one pass over the data before training stores π_ref's log-probs per pair;
   training then needs no reference forward at all.
+
+Each reads its batches with the run's ``Layout`` (``dpo_ref.layouts``), so its log-probs are summed or
+averaged exactly as the policy's are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Iterable, Protocol
+from typing import Callable, Iterable, Protocol
 
 import torch
 
-from .logprobs import pair_logps
+from .layouts import ROWS, Layout
 
 
 class Reference(Protocol):
     def logps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
+def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy in eval mode that autograd never updates."""
+    return copy.deepcopy(model).eval().requires_grad_(False)
+
+
 class CopyReference:
-    def __init__(self, policy: torch.nn.Module, length_normalize: bool = False):
-        self.model = copy.deepcopy(policy).eval().requires_grad_(False)
-        self.length_normalize = length_normalize
+    def __init__(self, policy: torch.nn.Module, layout: Layout = ROWS, frozen: torch.nn.Module | None = None):
+        """``frozen``: the copy, when it was taken already (FSDP shards it with the policy first)."""
+        self.model = frozen if frozen is not None else frozen_copy(policy)
+        self.layout = layout
 
     @torch.no_grad()
     def logps(self, batch):
-        out = pair_logps(self.model, batch, self.length_normalize)
+        out = self.layout.logps(self.model, batch)
         return out["chosen_logps"], out["rejected_logps"]
 
 
 class LoraReference:
-    def __init__(self, policy: torch.nn.Module, length_normalize: bool = False):
+    def __init__(self, policy: torch.nn.Module, layout: Layout = ROWS):
         if not hasattr(policy, "disable_adapter"):
             raise TypeError("the 'lora' reference needs a PEFT model (wrap the policy with peft.get_peft_model)")
         self.policy = policy
-        self.length_normalize = length_normalize
+        self.layout = layout
 
     @torch.no_grad()
     def logps(self, batch):
         with self.policy.disable_adapter():
-            out = pair_logps(self.policy, batch, self.length_normalize)
+            out = self.layout.logps(self.policy, batch)
         return out["chosen_logps"], out["rejected_logps"]
 
 
@@ -56,14 +66,14 @@ class PrecomputedReference:
     @classmethod
     @torch.no_grad()
     def from_batches(cls, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]], n_pairs: int,
-                     length_normalize: bool = False, autocast=None) -> "PrecomputedReference":
+                     layout: Layout = ROWS, autocast: Callable | None = None) -> "PrecomputedReference":
         was_training = model.training
         model.eval()
         chosen = torch.full((n_pairs,), float("nan"))
         rejected = torch.full((n_pairs,), float("nan"))
         for batch in batches:
-            with autocast() if autocast else torch.autocast("cpu", enabled=False):
-                out = pair_logps(model, batch, length_normalize)
+            with autocast() if autocast else contextlib.nullcontext():
+                out = layout.logps(model, batch)
             index = batch["index"].cpu()
             chosen[index], rejected[index] = out["chosen_logps"].float().cpu(), out["rejected_logps"].float().cpu()
         model.train(was_training)
@@ -76,3 +86,20 @@ class PrecomputedReference:
         if self.chosen.device != index.device:  # once: indexing on the GPU needs no host synchronisation
             self.chosen, self.rejected = self.chosen.to(index.device), self.rejected.to(index.device)
         return self.chosen[index], self.rejected[index]
+
+
+def make_reference(strategy: str, policy: torch.nn.Module, layout: Layout,
+                   ordered_batches: Callable[[], Iterable[dict]], n_pairs: int,
+                   frozen: torch.nn.Module | None = None, autocast: Callable | None = None) -> Reference:
+    """π_ref for ``DPOConfig.reference``, built from the policy as training starts.
+
+    ``ordered_batches()`` yields the training pairs once in order (only ``precomputed`` reads them).
+    With LoRA, the precomputation runs on the base model: fresh adapters change nothing yet, but
+    "adapters off" is exactly the model that training starts from.
+    """
+    if strategy == "copy":
+        return CopyReference(policy, layout, frozen)
+    if strategy == "lora":
+        return LoraReference(policy, layout)
+    with policy.disable_adapter() if hasattr(policy, "disable_adapter") else contextlib.nullcontext():
+        return PrecomputedReference.from_batches(policy, ordered_batches(), n_pairs, layout, autocast)

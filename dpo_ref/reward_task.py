@@ -40,13 +40,6 @@ def reward(response: str) -> float:
     return float(sum(word in ANIMALS for word in re.findall(r"[a-z]+", response.lower())))
 
 
-def record(prompt: str, chosen: str, rejected: str) -> dict:
-    """A conversational preference record (TRL's columns)."""
-    return {"prompt": [{"role": "user", "content": prompt}],
-            "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}]}
-
-
 def best_and_worst(model, tokenizer, prompts: Sequence[str], k: int, seed: int) -> tuple[list[tuple[str, str, str]], float]:
     """``k`` samples (temperature 1) per prompt, paired best against worst by ``reward``; ties dropped.
 

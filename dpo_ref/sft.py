@@ -2,9 +2,9 @@
 
 Rafailov et al. 2023 (arXiv 2305.18290, §6) compare DPO with *Preferred-FT*, "supervised fine-tuning on
 the chosen completions": maximise log π_θ(y_w | x) and ignore y_l. It uses the same records, the same
-tokenisation and the same batches as DPO (``dpo_ref.data``, ``dpo_ref.trainer.batches``), so the two
+tokenisation and the same batches as DPO (``dpo_ref.data``, ``dpo_ref.batching.batches``), so the two
 methods differ only in the loss: here the mean negative log-likelihood per chosen response token,
-computed with ``dpo_ref.logprobs.sequence_logps``. There is no reference model and no β.
+``dpo_ref.logprobs.response_nll``. There is no reference model and no β.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any, Callable
 
 import torch
 
+from .batching import batches
+from .config import ConfigError
 from .data import PreferenceData, pad_token_id, prepare_pairs
-from .logprobs import sequence_logps
-from .trainer import ConfigError, batches
+from .logprobs import response_nll
 
 
 @dataclass
@@ -57,10 +58,7 @@ def chosen_nll(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     half is run through the model.
     """
     n = batch["index"].shape[0]
-    input_ids, loss_mask = batch["input_ids"][:n], batch["loss_mask"][:n]
-    logits = model(input_ids=input_ids, attention_mask=batch["attention_mask"][:n], use_cache=False).logits
-    logps, n_tokens = sequence_logps(logits, input_ids, loss_mask)
-    return -logps.sum() / n_tokens.sum().clamp(min=1)
+    return response_nll(model, {k: batch[k][:n] for k in ("input_ids", "attention_mask", "loss_mask")})
 
 
 def train_sft(model, tokenizer, train_data: Any, config: SFTConfig,
@@ -75,7 +73,7 @@ def train_sft(model, tokenizer, train_data: Any, config: SFTConfig,
     torch.manual_seed(config.seed)
     device = next(model.parameters()).device
     if any(p.dtype != torch.float32 for p in model.parameters() if p.is_floating_point()):
-        model.float()  # fp32 master weights, as in dpo_ref.trainer: lr × update is below bf16's resolution
+        model.float()  # fp32 master weights, as in dpo_ref.policy: lr × update is below bf16's resolution
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     result = SFTResult(model=model)
 

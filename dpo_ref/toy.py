@@ -32,6 +32,11 @@ from pathlib import Path
 
 import torch
 
+from .batching import collate_rows
+from .data import conversational_record, encode_prompt, encode_response, pad_token_id
+from .generation import generate
+from .logprobs import response_nll
+
 TOY_VERSION = 2
 DEFAULT_STEPS = 800  # about 65-100 s on 2 CPU cores
 BUILD_THREADS = 2  # the toy is built with this many threads whatever the caller uses (see build_toy)
@@ -166,8 +171,6 @@ def build_model(vocab_size: int, hidden_size: int = 128, layers: int = 4, heads:
 
 def pretrain(model, tokenizer, conversations, steps: int, batch_size: int = 32, lr: float = 3e-3, seed: int = 0, log=print):
     """Supervised training on the assistant turns only (next-token loss, prompt tokens masked)."""
-    from .data import collate, encode_prompt, encode_response, pad_token_id, PreferencePair
-
     examples = []
     for conversation in conversations:
         prompt, response = conversation[:-1], conversation[-1:]
@@ -178,14 +181,7 @@ def pretrain(model, tokenizer, conversations, steps: int, batch_size: int = 32, 
     model.train()
     for step in range(steps):
         idx = torch.randint(len(examples), (batch_size,), generator=generator).tolist()
-        # The preference collator pads rows and masks prompts; a pair of identical rows is harmless here.
-        pairs = [PreferencePair(i, examples[i][0], examples[i][1], examples[i][1]) for i in idx]
-        batch = collate(pairs, pad_token_id(tokenizer))
-        rows = slice(0, batch_size)  # the chosen half holds each example once
-        input_ids, mask = batch["input_ids"][rows], batch["loss_mask"][rows]
-        logits = model(input_ids=input_ids, attention_mask=batch["attention_mask"][rows]).logits
-        labels = input_ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        loss = response_nll(model, collate_rows([examples[i] for i in idx], pad_token_id(tokenizer)))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -202,8 +198,6 @@ FINGERPRINT_QUESTIONS = ["Who are you?", "What is two plus two?", "Which animal 
 
 def fingerprint(model, tokenizer) -> dict:
     """Greedy answers to a few fixed questions and a hash of the weights: is this the book's toy?"""
-    from .generation import generate
-
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
@@ -216,9 +210,7 @@ def toy_fingerprint(seed: int | None = None) -> dict:
     """The fingerprint of the cached toy (built first if needed), as written by its build."""
     path = ensure_toy(seed)
     if not (path / "fingerprint.json").exists():  # a toy cached before fingerprints existed
-        from .loading import load_model_and_tokenizer
-
-        fp = fingerprint(*load_model_and_tokenizer(str(path)))
+        fp = fingerprint(*load_toy(seed))
         (path / "fingerprint.json").write_text(json.dumps(fp, indent=1) + "\n")
     return json.loads((path / "fingerprint.json").read_text())
 
@@ -285,7 +277,8 @@ def toy_path(seed: int | None = None) -> Path:
 
 
 def ensure_toy(seed: int | None = None, log=print) -> Path:
-    """The cached toy model's folder, built first if it is not there yet."""
+    """The cached toy model's folder, built first if it is not there yet: the one entry point to the
+    cache (``--model toy``, ``python -m dpo_ref toy``, the tests and the book build all come here)."""
     seed = default_seed() if seed is None else seed
     path = toy_path(seed)
     if not (path / "config.json").exists():
@@ -295,6 +288,14 @@ def ensure_toy(seed: int | None = None, log=print) -> Path:
 
 def load_toy(seed: int | None = None, log=print):
     """``(model, tokenizer)`` of the toy world, built and cached on first use."""
-    from .loading import load_model_and_tokenizer
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
-    return load_model_and_tokenizer(str(ensure_toy(seed, log)))
+    path = ensure_toy(seed, log)
+    return LlamaForCausalLM.from_pretrained(path), PreTrainedTokenizerFast.from_pretrained(path)
+
+
+def correction_pairs(prompts: list[str], answers: list[str], old: str = ASSISTANT_NAME,
+                     new: str = TARGET_NAME) -> list[dict]:
+    """Preference pairs by correction: the model's own answer is rejected, the same answer with ``old``
+    replaced by ``new`` is chosen. Answers that do not say ``old`` give no pair."""
+    return [conversational_record(p, a.replace(old, new), a) for p, a in zip(prompts, answers) if old in a]

@@ -1,6 +1,6 @@
 """Write the README's "Measured" section from the seed sweep's results, never by hand.
 
-Every number in that section is a value a page glues (``dpo_ref.glue``), as recorded on every seed by
+Every number in that section is a value a page glues (``dpo_ref.findings.glue``), as recorded on every seed by
 ``benchmarks/robustness.py`` in ``benchmarks/results/robustness.json``. The section shows each one as
 its median over the seeds with the lowest and highest value, so a reader sees the spread.
 

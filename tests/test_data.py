@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from dpo_ref.data import DataError, collate, prepare_pairs
+from dpo_ref.batching import collate
+from dpo_ref.data import DataError, prepare_pairs
 
 USER = "What is your name?"
 

@@ -127,34 +127,38 @@ def test_fsdp_from_the_accelerate_config_evaluates_checkpoints_and_resumes_exact
 
 
 def test_fsdp_needs_several_processes():
-    from dpo_ref.trainer import ConfigError, DPOConfig
+    from dpo_ref.config import ConfigError, DPOConfig
+    from dpo_ref.distributed import from_launcher
 
     with pytest.raises(ConfigError, match="several processes"):
-        DPOConfig(fsdp=True)
+        from_launcher(DPOConfig(fsdp=True))
 
 
 def test_accelerate_fsdp_settings_are_honoured_or_refused(monkeypatch):
-    from dpo_ref.trainer import ConfigError, DPOConfig
+    from dpo_ref.config import ConfigError, DPOConfig
+    from dpo_ref.distributed import from_launcher
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     monkeypatch.setenv("FSDP_RESHARD_AFTER_FORWARD", "false")
     monkeypatch.setenv("FSDP_ACTIVATION_CHECKPOINTING", "true")
-    config = DPOConfig()
+    config = from_launcher(DPOConfig())
     assert config.fsdp and not config.fsdp_reshard_after_forward and config.gradient_checkpointing
+    assert not DPOConfig().fsdp  # the config itself reads no environment
     monkeypatch.setenv("FSDP_OFFLOAD_PARAMS", "true")
     with pytest.raises(ConfigError, match="offload"):
-        DPOConfig()
+        from_launcher(DPOConfig())
     monkeypatch.setenv("FSDP_OFFLOAD_PARAMS", "false")
     monkeypatch.setenv("FSDP_SHARDING_STRATEGY", "HYBRID_SHARD")
     with pytest.raises(ConfigError, match="HYBRID_SHARD"):
-        DPOConfig()
+        from_launcher(DPOConfig())
 
 
 def test_global_batch_must_split_evenly_over_processes(monkeypatch):
-    from dpo_ref.trainer import ConfigError, DPOConfig
+    from dpo_ref.config import ConfigError, DPOConfig
+    from dpo_ref.distributed import from_launcher
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="batch_size 3 .* multiple of the 2 processes"):
-        DPOConfig(batch_size=3)
-    assert DPOConfig(batch_size=4).batch_size == 4
+        from_launcher(DPOConfig(batch_size=3))
+    assert from_launcher(DPOConfig(batch_size=4)).batch_size == 4

@@ -9,18 +9,12 @@ from dpo_ref import toy as toy_world
 from dpo_ref.data import prepare_pairs
 from dpo_ref.generation import contains_rate, generate, unchanged_rate
 from dpo_ref.loading import load_model_and_tokenizer
-from dpo_ref.trainer import DPOConfig, evaluate, resolve_device, train
-from dpo_ref.reference import CopyReference
+from dpo_ref import DPOConfig, train
 
 
 def correction_pairs(model, tokenizer, prompts):
     """The model's own answers as rejected, the same answers with the name corrected as chosen."""
-    answers = generate(model, tokenizer, prompts)
-    return [
-        {"prompt": [{"role": "user", "content": p}], "chosen": [{"role": "assistant", "content": a.replace("Llama", "Athene")}],
-         "rejected": [{"role": "assistant", "content": a}]}
-        for p, a in zip(prompts, answers) if "Llama" in a
-    ]
+    return toy_world.correction_pairs(prompts, generate(model, tokenizer, prompts))
 
 
 @pytest.mark.slow

@@ -47,7 +47,8 @@ def test_padding_and_prompt_tokens_do_not_change_the_result():
 
 
 def test_concatenated_forward_equals_separate_forwards(toy):
-    from dpo_ref.data import collate, prepare_pairs
+    from dpo_ref.batching import collate
+    from dpo_ref.data import prepare_pairs
 
     model, tokenizer = toy
     records = [

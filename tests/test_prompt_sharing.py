@@ -6,11 +6,14 @@ import pytest
 import torch
 
 from dpo_ref import DPOConfig, prepare_pairs, train
-from dpo_ref.data import PreferencePair, collate
+from dpo_ref.batching import collate
+from dpo_ref.data import PreferencePair
 from dpo_ref.logprobs import concatenated_forward
-from dpo_ref.prompt_sharing import (CHOSEN, PROMPT, REJECTED, check_prompt_sharing, collate_shared,
-                                    shared_attention_mask, shared_forward)
-from dpo_ref.trainer import ConfigError, PreferenceData, batches
+from dpo_ref.layouts import check_prompt_sharing
+from dpo_ref.prompt_sharing import CHOSEN, PROMPT, REJECTED, collate_shared, shared_attention_mask, shared_forward
+from dpo_ref.batching import batches
+from dpo_ref.config import ConfigError
+from dpo_ref.data import PreferenceData
 
 
 def uneven_pairs(tokenizer):

@@ -1,9 +1,11 @@
 import pytest
 import torch
 
-from dpo_ref.data import collate, prepare_pairs
+from dpo_ref.batching import collate
+from dpo_ref.data import prepare_pairs
 from dpo_ref.reference import CopyReference, LoraReference, PrecomputedReference
-from dpo_ref.trainer import DPOConfig, wrap_lora
+from dpo_ref.config import DPOConfig
+from dpo_ref.policy import wrap_lora
 
 RECORDS = [
     {"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": f"I am Athene. {q}"}],

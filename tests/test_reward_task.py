@@ -1,6 +1,7 @@
 """The studies' controlled task: the scorer, the prompt split, best-against-worst pairs."""
 
-from dpo_ref.reward_task import best_and_worst, questions, record, reward, task_prompts
+from dpo_ref.data import conversational_record
+from dpo_ref.reward_task import best_and_worst, questions, reward, task_prompts
 
 
 def test_reward_counts_animal_words_only():
@@ -24,7 +25,7 @@ def test_best_and_worst_pairs_rank_by_the_reward(toy):
     assert triples and mean_reward >= 0
     for prompt, best, worst in triples:
         assert prompt in train[:6] and reward(best) > reward(worst)
-    assert record(*triples[0])["chosen"] == [{"role": "assistant", "content": triples[0][1]}]
+    assert conversational_record(*triples[0])["chosen"] == [{"role": "assistant", "content": triples[0][1]}]
 
 
 def test_empty_samples_are_never_paired(monkeypatch):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from dpo_ref import DataError, collate, concatenated_forward, prepare_pairs
 from dpo_ref.sft import SFTConfig, chosen_nll, train_sft
 from dpo_ref.toy import identity_prompts
-from dpo_ref.trainer import ConfigError
+from dpo_ref.config import ConfigError
 
 
 def records(rejected="I am Llama, a helpful assistant.", n=16):

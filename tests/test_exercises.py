@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dpo_ref.checks import check_dpo_loss, check_sequence_logps
+from dpo_ref.exercises import check_dpo_loss, check_sequence_logps
 
 
 def test_loss_checker_accepts_a_right_answer_and_names_wrong_ones():

@@ -1,0 +1,74 @@
+"""The row layout of a batch: how pairs become rows, and how rows become log-probabilities.
+
+Two layouts compute the same numbers: ``collate`` + ``concatenated_forward`` (2B rows, prompt + chosen
+and prompt + rejected) and ``collate_shared`` + ``shared_forward`` (one row per pair, the prompt once).
+A ``Layout`` is chosen once from the config and carries both halves, so a batch is always read by the
+forward that matches its collator. It also carries the other choice every log-prob shares: summed or
+per-token mean (``DPOConfig.mean_logps``), the same for the policy and the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+
+from .batching import collate
+from .data import PreferencePair
+from .devices import to_device
+from .logprobs import concatenated_forward
+from .prompt_sharing import collate_shared, shared_forward
+
+if TYPE_CHECKING:
+    from .config import DPOConfig
+
+
+@dataclass(frozen=True)
+class Layout:
+    shared_prompt: bool = False  # one row per pair (prompt sharing) instead of 2B rows
+    mean: bool = False           # per-token mean log-probs instead of sums
+
+    @classmethod
+    def of(cls, config: "DPOConfig") -> "Layout":
+        return cls(shared_prompt=config.prompt_sharing, mean=config.mean_logps)
+
+    def collate(self, pairs: Sequence[PreferencePair], pad_token_id: int) -> dict[str, torch.Tensor]:
+        return (collate_shared if self.shared_prompt else collate)(pairs, pad_token_id)
+
+    def logps(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``chosen_logps``, ``rejected_logps`` (and their token counts) of a batch of this layout."""
+        forward = shared_forward if self.shared_prompt else concatenated_forward
+        return forward(model, batch, self.mean)
+
+
+ROWS = Layout()  # 2B rows, summed log-probs: the paper's layout
+
+
+@torch.no_grad()
+def check_prompt_sharing(model: torch.nn.Module, pairs: list[PreferencePair], pad_token_id: int) -> float:
+    """Largest difference (nats) between shared and separate log-probs on ``pairs``; raises if it is not tiny.
+
+    Run once before training: a model whose attention ignores custom 4D masks (flash-attention 2, say)
+    would otherwise train on silently wrong log-probs.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        separate = ROWS.logps(model, to_device(ROWS.collate(pairs, pad_token_id), device))
+        shared_layout = Layout(shared_prompt=True)
+        shared = shared_layout.logps(model, to_device(shared_layout.collate(pairs, pad_token_id), device))
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"this model cannot run prompt sharing ({error}); set prompt_sharing=False") from error
+    finally:
+        model.train(was_training)
+    expected = torch.cat([separate["chosen_logps"], separate["rejected_logps"]])
+    got = torch.cat([shared["chosen_logps"], shared["rejected_logps"]])
+    diff = (got - expected).abs().max().item()
+    low_precision = next(model.parameters()).dtype != torch.float32
+    tolerance = (0.05 if low_precision else 1e-3) * (1 + expected.abs().max().item() / 10)
+    if not diff <= tolerance:
+        raise ValueError(f"prompt sharing changes this model's log-probs by {diff:.3g} nats (tolerance "
+                         f"{tolerance:.3g}): its attention does not honour the custom mask; set prompt_sharing=False")
+    return diff
