@@ -8,13 +8,16 @@ PY := .venv/bin/python
 _vendor/mathjax/tex-mml-chtml.js: scripts/mathjax.sh
 	bash scripts/mathjax.sh
 
-.PHONY: book test toy clean
+.PHONY: book test test-fast toy clean
 book: .venv/.ready _vendor/mathjax/tex-mml-chtml.js  ## build the course site, executing every page and notebook on the offline toy model
 	$(PY) -m dpo_ref toy
 	$(PY) scripts/build_book.py  # pages executed two at a time into the cache, then jupyter-book build
 
 test: .venv/.ready _vendor/mathjax/tex-mml-chtml.js  ## run the test suite (builds the toy model once, about a minute)
 	$(PY) -m pytest -q
+
+test-fast: .venv/.ready  ## the quick tier (about a minute): no book, no notebooks, no slow tests, a toy built in seconds
+	DPO_TEST_TOY_STEPS=60 $(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf _build

@@ -37,15 +37,10 @@ PARTS = ["main", "checkpointing", "techniques", "scaling", "wall"]
 def model_dir(name: str, root: Path) -> Path:
     """``toy``: the course's pretrained toy model. ``w<hidden>``: a random-init Llama on the toy tokenizer,
     6 layers, head size 64 (w384 ≈ 10.6M parameters). Speed does not depend on what the weights learned."""
-    from dpo_ref.toy import toy_path
+    from dpo_ref.toy import ensure_toy
 
     if name == "toy":
-        path = toy_path()
-        if not (path / "config.json").exists():
-            from dpo_ref.toy import build_toy
-
-            build_toy(path)
-        return path
+        return ensure_toy()
     path = root / name
     if not (path / "config.json").exists():
         import torch
@@ -73,9 +68,9 @@ def write_pairs(path: Path, n: int, prompt_words: tuple[int, int], response_word
     """Standard-format pairs (plain strings) with prompts longer than responses, as in real preference data.
     Pairs that would not fit in ``max_length`` tokens are redrawn, so no engine truncates anything."""
     from transformers import AutoTokenizer
-    from dpo_ref.toy import toy_path
+    from dpo_ref.toy import ensure_toy
 
-    tokenizer = AutoTokenizer.from_pretrained(str(toy_path()))
+    tokenizer = AutoTokenizer.from_pretrained(str(ensure_toy()))
     count = lambda text: len(tokenizer(text)["input_ids"])
     rng = random.Random(seed)
     words = lambda lo_hi: " ".join(rng.choice(WORDS) for _ in range(rng.randint(*lo_hi)))

@@ -45,11 +45,7 @@ def peak_mb() -> float:
 
 
 def correction_pairs(model, tokenizer, prompts):
-    answers = generate(model, tokenizer, prompts)
-    return [{"prompt": [{"role": "user", "content": p}],
-             "chosen": [{"role": "assistant", "content": a.replace("Llama", "Athene")}],
-             "rejected": [{"role": "assistant", "content": a}]}
-            for p, a in zip(prompts, answers) if "Llama" in a]
+    return toy_world.correction_pairs(prompts, generate(model, tokenizer, prompts))
 
 
 def identity_case(name: str, base, tokenizer, train_pairs, eval_pairs, before_other, out_dir: Path, **overrides) -> dict:

@@ -74,7 +74,7 @@ def save_checkpoint(output_dir: Path | None, step: int, model, optimizer, schedu
         "step": step,
         "optimizer_param_groups": opt["param_groups"],
         "scheduler": _jsonable(scheduler.state_dict()),
-        "scaler": _jsonable(scaler.state_dict()) if scaler is not None else None,
+        "scaler": _jsonable(scaler.state_dict()) if scaler is not None and scaler.is_enabled() else None,
         **extra_meta,
     }
     root = Path(output_dir) / "checkpoints"

@@ -88,6 +88,7 @@ class RunLog:
         return record
 
     def log_eval(self, record: dict[str, float]) -> None:
+        """One evaluation (under FSDP every process evaluates; rank 0 alone writes)."""
         self.eval_history.append(record)
         self._write(EVAL_METRICS_FILE, record)
 

@@ -10,13 +10,10 @@ No model hub is reachable in tests, CI or the book build, so the project makes i
    names the corpus never saw) with a small chat template;
 3. a small Llama-architecture ``transformers`` model trained on the assistant turns of that corpus.
 
-``load_toy()`` builds it once (deterministic given the seed) and caches it on disk; later calls load it
-in seconds with plain ``from_pretrained``. The seed (``DPO_TOY_SEED``, default 0) changes the model's
-initialisation, the order of the corpus and the pretraining batches, never the held-out split, so the
-seed sweep (``benchmarks/robustness.py``) measures every claim on independently built toys.
-Floating-point sums are not bit-identical across processors, so each build writes a short
-``fingerprint`` (greedy answers to fixed questions, a hash of the weights): a reader compares theirs
-with the book's to see whether their toy is the same model.
+``ensure_toy()`` builds it once (deterministic given the seed) and caches it; ``load_toy()`` loads it in
+seconds. The seed (``DPO_TOY_SEED``, default 0) changes initialisation, corpus order and batches, never
+the held-out split, so the seed sweep measures every claim on independently built toys. Each build
+writes a ``fingerprint`` (greedy answers, a hash of the weights) to compare with the book's.
 """
 
 from __future__ import annotations
@@ -271,18 +268,19 @@ def build_toy(output: str | Path, seed: int = 0, steps: int = DEFAULT_STEPS, log
     return output
 
 
-def toy_path(seed: int | None = None) -> Path:
+def toy_path(seed: int | None = None, steps: int = DEFAULT_STEPS) -> Path:
     seed = default_seed() if seed is None else seed
-    return cache_dir() / f"toy-v{TOY_VERSION}-seed{seed}"
+    quick = "" if steps == DEFAULT_STEPS else f"-steps{steps}"  # a shorter build for quick tests
+    return cache_dir() / f"toy-v{TOY_VERSION}-seed{seed}{quick}"
 
 
-def ensure_toy(seed: int | None = None, log=print) -> Path:
+def ensure_toy(seed: int | None = None, log=print, steps: int = DEFAULT_STEPS) -> Path:
     """The cached toy model's folder, built first if it is not there yet: the one entry point to the
     cache (``--model toy``, ``python -m dpo_ref toy``, the tests and the book build all come here)."""
     seed = default_seed() if seed is None else seed
-    path = toy_path(seed)
+    path = toy_path(seed, steps)
     if not (path / "config.json").exists():
-        build_toy(path, seed=seed, log=log)
+        build_toy(path, seed=seed, steps=steps, log=log)
     return path
 
 

@@ -2,7 +2,9 @@
 
 Each set-up piece lives in the module that owns it (``policy``, ``reference``, ``checkpoint``,
 ``metrics``, ``distributed``); what stays here is the order in which they are called, the loss of one
-batch, evaluation, and the step itself.
+batch, evaluation, and the step itself. Under FSDP the trained model stays sharded, and evaluation
+and ``eval_fn`` run on every process in step (each forward needs all the shards); the saved folder
+is whole.
 """
 
 from __future__ import annotations
@@ -122,12 +124,9 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
     """Train ``model`` (the policy, which also defines π_ref) with DPO on ``train_data``.
 
     ``train_data``/``eval_data``: a :class:`PreferenceData`, a JSONL path, a ``datasets.Dataset`` or a
-    list of records (see ``dpo_ref.data``). ``eval_fn(model)`` may add measurements of your own (say,
-    generations) to each evaluation. Evaluations run every ``eval_every`` steps (and before the first
-    step) and at the end. Returns the trained model and the logged metrics. ``model`` is trained in
-    place (``result.model`` is the same object, wrapped with LoRA if asked): pass a
-    ``copy.deepcopy`` to keep the original. Under FSDP it stays sharded, and evaluation and ``eval_fn``
-    run on every process in step (each forward needs all the shards); the saved folder is whole.
+    list of records. ``eval_fn(model)`` adds measurements of your own (say, generations) to each
+    evaluation: every ``eval_every`` steps (and before the first) and at the end. ``model`` is trained
+    in place (wrapped with LoRA if asked; pass a ``copy.deepcopy`` to keep the original).
     """
     # --- set-up: data, processes, device, precision
     config = from_launcher(config)  # what torchrun / accelerate launch add to the config
@@ -148,19 +147,17 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
     # --- optimizer, and the state of an interrupted run
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer, scheduler = optimizer_and_schedule(params, config, steps)
-    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # fp16 only: see below
     checkpoint = resume(Path(config.output_dir), model, optimizer, scheduler, scaler) if config.resume else None
     start = checkpoint.step if checkpoint else 0
     out_dir = Path(config.output_dir) if config.output_dir and procs.is_main else None  # rank 0 writes
-    log = RunLog(out_dir, procs, fp16=scaler is not None, checkpoint=checkpoint, device=device)
+    log = RunLog(out_dir, procs, fp16=scaler.is_enabled(), checkpoint=checkpoint, device=device)
     data_iter = batches(train_data, config.batch_size, pad_id, config.seed, device, start * config.grad_accum_steps,
                         procs.rank, procs.world, layout.collate, config.group_by_length)
 
     def evaluation(step: int) -> None:  # rank 0 alone, except under FSDP (each forward needs all shards)
         if (eval_data is not None or eval_fn is not None) and (procs.is_main or config.fsdp):
-            record = {"step": step, **evaluate(model, loss_of, ordered(eval_data) if eval_data else (), eval_fn)}
-            if procs.is_main:
-                log.log_eval(record)
+            log.log_eval({"step": step, **evaluate(model, loss_of, ordered(eval_data) if eval_data else (), eval_fn)})
 
     if config.eval_every and start == 0:
         evaluation(0)
@@ -171,20 +168,16 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
         for _ in range(config.grad_accum_steps):
             losses, metrics = loss_of(trained, next(data_iter))
             loss = losses.mean() / config.grad_accum_steps
-            (scaler.scale(loss) if scaler else loss).backward()
+            scaler.scale(loss).backward()  # the loss itself unless fp16
             step_loss = step_loss + loss.detach()
             log.add(metrics)
 
         # --- clip, check, step, schedule
-        if scaler:
-            scaler.unscale_(optimizer)
+        scaler.unscale_(optimizer)  # the clip sees the true gradients
         grad_norm = full_tensor(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
-        check_finite(step, step_loss, grad_norm, scaler is not None, procs, config)
-        if scaler:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        check_finite(step, step_loss, grad_norm, scaler.is_enabled(), procs, config)
+        scaler.step(optimizer)  # optimizer.step(), skipped by fp16's scaler if a gradient overflowed
+        scaler.update()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         log.grad_norms.append(grad_norm)

@@ -9,10 +9,14 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 @pytest.fixture(scope="session")
 def toy_dir() -> Path:
-    """The default toy model, built once (about a minute on 2 cores) and cached under $DPO_REF_CACHE."""
-    from dpo_ref.toy import ensure_toy
+    """The default toy model, built once (about a minute on 2 cores) and cached under $DPO_REF_CACHE.
 
-    return ensure_toy()
+    The fast tier (``make test-fast``) sets ``DPO_TEST_TOY_STEPS``: a shorter build of the same toy
+    (seconds), enough for every test that checks mechanics rather than what DPO teaches the model.
+    """
+    from dpo_ref.toy import DEFAULT_STEPS, ensure_toy
+
+    return ensure_toy(steps=int(os.environ.get("DPO_TEST_TOY_STEPS", DEFAULT_STEPS)))
 
 
 @pytest.fixture()

@@ -1,5 +1,7 @@
 """The studies' controlled task: the scorer, the prompt split, best-against-worst pairs."""
 
+import pytest
+
 from dpo_ref.data import conversational_record
 from dpo_ref.reward_task import best_and_worst, questions, reward, task_prompts
 
@@ -18,6 +20,7 @@ def test_test_question_pairs_are_never_trained_on():
     assert all(sum(q in p for q in questions()) >= 2 for p in test)
 
 
+@pytest.mark.slow  # samples of the fully trained toy (the quick one names no animals)
 def test_best_and_worst_pairs_rank_by_the_reward(toy):
     model, tokenizer = toy
     train, _ = task_prompts()
