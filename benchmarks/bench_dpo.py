@@ -36,7 +36,9 @@ PARTS = ["main", "checkpointing", "techniques", "scaling", "wall"]
 
 def model_dir(name: str, root: Path) -> Path:
     """``toy``: the course's pretrained toy model. ``w<hidden>``: a random-init Llama on the toy tokenizer,
-    6 layers, head size 64 (w384 ≈ 10.6M parameters). Speed does not depend on what the weights learned."""
+    6 layers, head size 64 (w384 ≈ 10.6M parameters). ``v<vocab>``: width 64, 2 layers and a large
+    vocabulary (v151936: Qwen2.5's size), where the LM head dominates. Speed does not depend on what
+    the weights learned."""
     from dpo_ref.toy import ensure_toy
 
     if name == "toy":
@@ -46,10 +48,10 @@ def model_dir(name: str, root: Path) -> Path:
         import torch
         from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-        hidden = int(name[1:])
+        hidden, vocab, layers = (int(name[1:]), None, 6) if name[0] == "w" else (64, int(name[1:]), 2)
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir("toy", root)))
-        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 8 // 3,
-                             num_hidden_layers=6, num_attention_heads=hidden // 64, num_key_value_heads=hidden // 64,
+        config = LlamaConfig(vocab_size=vocab or len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 8 // 3,
+                             num_hidden_layers=layers, num_attention_heads=hidden // 64, num_key_value_heads=hidden // 64,
                              max_position_embeddings=1024, bos_token_id=tokenizer.bos_token_id,
                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                              tie_word_embeddings=False)
@@ -111,7 +113,8 @@ def run_dpo_ref(args, records) -> dict:
                        max_steps=args.warmup + args.steps, reference=args.mode, device="cpu", precision="fp32",
                        log_every=1, progress=False, prompt_sharing=not args.no_prompt_sharing,
                        group_by_length=args.group_by_length, gradient_checkpointing=args.gradient_checkpointing,
-                       lora=args.lora)
+                       lora=args.lora, **({"chunked_logps": args.chunked_logps == "on"}
+                                          if args.chunked_logps != "auto" else {}))
     before = rss_mb()
     result = train(model, tokenizer, data, config)
     elapsed = [r["elapsed_s"] for r in result.history]
@@ -247,10 +250,10 @@ def worker(args) -> None:
 
 
 def measure(engine: str, model: Path, data: Path, mode: str, threads: int, steps: int, warmup: int,
-            max_length: int = MAX_LENGTH, extra: tuple[str, ...] = ()) -> dict:
+            max_length: int = MAX_LENGTH, extra: tuple[str, ...] = (), batch: int = BATCH) -> dict:
     cmd = [sys.executable, __file__, "worker", "--engine", engine, "--model", str(model), "--data", str(data),
            "--mode", mode, "--threads", str(threads), "--steps", str(steps), "--warmup", str(warmup),
-           "--batch", str(BATCH), "--max-length", str(max_length), *extra]
+           "--batch", str(batch), "--max-length", str(max_length), *extra]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false",
                TRANSFORMERS_VERBOSITY="error", HF_DATASETS_DISABLE_PROGRESS_BARS="1", HF_HUB_OFFLINE="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -430,6 +433,7 @@ if __name__ == "__main__":
         p.add_argument("--group-by-length", action="store_true")
         p.add_argument("--gradient-checkpointing", action="store_true")
         p.add_argument("--lora", action="store_true")
+        p.add_argument("--chunked-logps", choices=["auto", "on", "off"], default="auto")
         worker(p.parse_args(sys.argv[2:]))
     else:
         main()

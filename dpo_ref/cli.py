@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--lora", action="store_true", default=None, help="train LoRA adapters (implied by --reference lora)")
     tr.add_argument("--no-prompt-sharing", dest="prompt_sharing", action="store_false", default=None,
                     help="run prompt + chosen and prompt + rejected as separate rows (for attention without custom masks)")
+    tr.add_argument("--chunked-logps", action=argparse.BooleanOptionalAction, default=None,
+                    help="log-probs without the full-vocabulary logits (default: on from a 32k vocabulary)")
     tr.add_argument("--group-by-length", action="store_true", default=None, help="batch pairs of similar length")
     tr.add_argument("--fsdp", action="store_true", default=None,
                     help="shard weights, gradients and optimizer state over the launched processes (FSDP2)")

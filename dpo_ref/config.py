@@ -38,6 +38,8 @@ class DPOConfig:
     grad_accum_steps: int = 1
     max_grad_norm: float = 1.0
     prompt_sharing: bool = True           # one row per pair: the prompt runs once for both responses
+    chunked_logps: bool | None = None     # log-probs without full logits; None: from a 32k vocabulary on
+    logps_chunk_tokens: int = 64          # tokens per chunk of the LM head (its logits: 64 × V floats)
     group_by_length: bool = False         # batch pairs of similar length (less padding; less random batches)
     max_length: int = 512
     max_steps: int | None = None          # if unset, run `epochs` over the data
@@ -73,6 +75,7 @@ class DPOConfig:
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.batch_size >= 1 and self.grad_accum_steps >= 1, "batch_size and grad_accum_steps must be >= 1"),
             (self.max_length >= 2, f"max_length must be >= 2, got {self.max_length}"),
+            (self.logps_chunk_tokens >= 1, f"logps_chunk_tokens must be >= 1, got {self.logps_chunk_tokens}"),
             (self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}"),
             (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
             (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),

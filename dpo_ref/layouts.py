@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from .batching import collate
+from .chunked_logps import AUTO_VOCAB, chunking_unsupported, vocab_size
+from .config import ConfigError
 from .data import PreferencePair
 from .devices import to_device
 from .logprobs import concatenated_forward
@@ -28,10 +30,11 @@ if TYPE_CHECKING:
 class Layout:
     shared_prompt: bool = False  # one row per pair (prompt sharing) instead of 2B rows
     mean: bool = False           # per-token mean log-probs instead of sums
+    chunk: int = 0               # > 0: log-probs from hidden states, this many tokens at a time
 
     @classmethod
-    def of(cls, config: "DPOConfig") -> "Layout":
-        return cls(shared_prompt=config.prompt_sharing, mean=config.mean_logps)
+    def of(cls, config: "DPOConfig", model: torch.nn.Module) -> "Layout":
+        return cls(shared_prompt=config.prompt_sharing, mean=config.mean_logps, chunk=logps_chunk(config, model))
 
     def collate(self, pairs: Sequence[PreferencePair], pad_token_id: int) -> dict[str, torch.Tensor]:
         return (collate_shared if self.shared_prompt else collate)(pairs, pad_token_id)
@@ -39,25 +42,40 @@ class Layout:
     def logps(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``chosen_logps``, ``rejected_logps`` (and their token counts) of a batch of this layout."""
         forward = shared_forward if self.shared_prompt else concatenated_forward
-        return forward(model, batch, self.mean)
+        return forward(model, batch, self.mean, self.chunk)
 
 
 ROWS = Layout()  # 2B rows, summed log-probs: the paper's layout
 
 
+def logps_chunk(config: "DPOConfig", model: torch.nn.Module) -> int:
+    """Tokens per chunk of the LM head, or 0 for the full logits. ``chunked_logps=None`` (the default)
+    chunks from a vocabulary of ``AUTO_VOCAB`` tokens on, where the model allows it and not under FSDP."""
+    if config.chunked_logps is False:
+        return 0
+    reason = chunking_unsupported(model) or ("FSDP shards the LM head" if config.fsdp else None)
+    if config.chunked_logps is None:
+        return config.logps_chunk_tokens if reason is None and vocab_size(model) >= AUTO_VOCAB else 0
+    if reason:
+        raise ConfigError(f"chunked_logps=True cannot work with this model: {reason}; set chunked_logps=False")
+    return config.logps_chunk_tokens
+
+
 @torch.no_grad()
-def check_prompt_sharing(model: torch.nn.Module, pairs: list[PreferencePair], pad_token_id: int) -> float:
+def check_prompt_sharing(model: torch.nn.Module, pairs: list[PreferencePair], pad_token_id: int,
+                         chunk: int = 0) -> float:
     """Largest difference (nats) between shared and separate log-probs on ``pairs``; raises if it is not tiny.
 
     Run once before training: a model whose attention ignores custom 4D masks (flash-attention 2, say)
-    would otherwise train on silently wrong log-probs.
+    would otherwise train on silently wrong log-probs. ``chunk``: the run's, so that the check needs no
+    more memory than a training step (2B full rows of full logits would, at a large vocabulary).
     """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
-        separate = ROWS.logps(model, to_device(ROWS.collate(pairs, pad_token_id), device))
-        shared_layout = Layout(shared_prompt=True)
+        rows, shared_layout = Layout(chunk=chunk), Layout(shared_prompt=True, chunk=chunk)
+        separate = rows.logps(model, to_device(rows.collate(pairs, pad_token_id), device))
         shared = shared_layout.logps(model, to_device(shared_layout.collate(pairs, pad_token_id), device))
     except (TypeError, ValueError, RuntimeError) as error:
         raise ValueError(f"this model cannot run prompt sharing ({error}); set prompt_sharing=False") from error

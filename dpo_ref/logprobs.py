@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .chunked_logps import head_inputs, head_weight, masked_target_logps
+
 
 def token_logps(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """log p(token_t | tokens_<t) for t = 1..T-1, shape (batch, T-1).
@@ -39,16 +41,26 @@ def sequence_logps(
 
 
 def concatenated_forward(
-    model: torch.nn.Module, batch: dict[str, torch.Tensor], length_normalize: bool = False
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], length_normalize: bool = False, chunk: int = 0
 ) -> dict[str, torch.Tensor]:
     """Log-probabilities of the chosen and rejected responses in one forward pass.
 
     The collator stacks the B chosen sequences on top of the B rejected ones (2B rows), so the model
     runs once per step instead of twice. With ``length_normalize`` the log-probs are averaged per
-    response token instead of summed.
+    response token instead of summed. With ``chunk`` > 0 no logits are materialised: the response
+    tokens' log-probs come from the final hidden states, ``chunk`` tokens at a time
+    (``dpo_ref.chunked_logps``).
     """
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    logps, n_tokens = sequence_logps(logits, batch["input_ids"], batch["loss_mask"])
+    inputs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    if chunk:
+        mask = batch["loss_mask"][:, 1:].bool()  # position t predicts token t + 1
+        with head_inputs(model) as captured:
+            model(**inputs)
+        per_token = masked_target_logps(captured["hidden"][:, :-1], head_weight(model),
+                                        batch["input_ids"][:, 1:], mask, chunk)
+        logps, n_tokens = per_token.sum(-1), mask.sum(-1).to(torch.float32)
+    else:
+        logps, n_tokens = sequence_logps(model(**inputs).logits, batch["input_ids"], batch["loss_mask"])
     if length_normalize:
         logps = logps / n_tokens.clamp(min=1)
     n_pairs = logps.shape[0] // 2

@@ -23,6 +23,7 @@ from typing import Iterable
 
 import torch
 
+from .chunked_logps import head_inputs, head_weight, masked_target_logps
 from .data import PreferencePair
 
 PAD, PROMPT, CHOSEN, REJECTED = 0, 1, 2, 3
@@ -91,21 +92,31 @@ def _attention_implementation(model: torch.nn.Module) -> str:
     return getattr(config, "_attn_implementation", None) or "sdpa"
 
 
-def shared_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor], length_normalize: bool = False) -> dict[str, torch.Tensor]:
-    """Chosen and rejected log-probabilities from one row per pair (same output as ``concatenated_forward``)."""
+def shared_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor], length_normalize: bool = False,
+                   chunk: int = 0) -> dict[str, torch.Tensor]:
+    """Chosen and rejected log-probabilities from one row per pair (same output as ``concatenated_forward``).
+
+    With ``chunk`` > 0 the logits are never materialised (``dpo_ref.chunked_logps``).
+    """
     segment_ids, source_index = batch["segment_ids"], batch["source_index"]
     response_width = source_index.shape[1]
     eager = _attention_implementation(model) == "eager"
     mask = shared_attention_mask(segment_ids, torch.float32 if eager else None)
-    logits = model(
-        input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"],
-        logits_to_keep=response_width + 1, use_cache=False,  # the last prompt column and the responses
-    ).logits.float()  # fp32: bf16 log-probs lose several nats over long responses
+    inputs = dict(input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"],
+                  logits_to_keep=response_width + 1, use_cache=False)  # the last prompt column and the responses
     targets = batch["input_ids"][:, -response_width:]
-    rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
-    # log p = logit[target] − logsumexp(logits), gathered at each token's source column.
-    token_logps = logits[rows, source_index, targets] - torch.logsumexp(logits, dim=-1).gather(1, source_index)
     response_segments = segment_ids[:, -response_width:]
+    if chunk:
+        with head_inputs(model) as captured:
+            model(**inputs)
+        hidden = captured["hidden"]  # each token's log-prob comes from its source column's hidden state
+        hidden = hidden.gather(1, source_index[..., None].expand(-1, -1, hidden.shape[-1]))
+        token_logps = masked_target_logps(hidden, head_weight(model), targets, response_segments != PAD, chunk)
+    else:
+        logits = model(**inputs).logits.float()  # fp32: bf16 log-probs lose several nats over long responses
+        rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
+        # log p = logit[target] − logsumexp(logits), gathered at each token's source column.
+        token_logps = logits[rows, source_index, targets] - torch.logsumexp(logits, dim=-1).gather(1, source_index)
     chosen_mask = (response_segments == CHOSEN).to(token_logps.dtype)
     rejected_mask = (response_segments == REJECTED).to(token_logps.dtype)
     chosen, rejected = (token_logps * chosen_mask).sum(-1), (token_logps * rejected_mask).sum(-1)

@@ -110,7 +110,7 @@ def policy_and_reference(model, config: DPOConfig, train_data: PreferenceData, l
             shard(module, device, config.fsdp_reshard_after_forward)
     if config.prompt_sharing:
         try:
-            check_prompt_sharing(model, train_data.pairs[:4], pad_id)
+            check_prompt_sharing(model, train_data.pairs[:4], pad_id, layout.chunk)
         except ValueError as error:
             raise ConfigError(str(error)) from None
     reference = make_reference(config.reference, model, layout, lambda: (b for _, b in ordered(train_data)),
@@ -136,7 +136,7 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
     device = resolve_device(config.device)
     procs, dtype = init_processes(device), resolve_precision(config.precision, device)
     autocast = autocast_for(device, dtype)
-    pad_id, layout = pad_token_id(tokenizer), Layout.of(config)
+    pad_id, layout = pad_token_id(tokenizer), Layout.of(config, model)
     ordered = functools.partial(in_order, batch_size=config.batch_size, pad_id=pad_id, device=device,
                                 collate_fn=layout.collate)
 

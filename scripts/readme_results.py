@@ -22,6 +22,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "robustness.json"
 SETUP_TIMES = ROOT / "benchmarks" / "results" / "setup-times.json"  # .ci/run on a fresh clone, by hand
 BEGIN, END = "<!-- measured:begin (scripts/readme_results.py) -->", "<!-- measured:end -->"
 SETUP_BEGIN, SETUP_END = "<!-- setup-times:begin (scripts/readme_results.py) -->", "<!-- setup-times:end -->"
+VOCAB = ROOT / "benchmarks" / "results" / "vocab.json"  # python benchmarks/bench_vocab.py
+VOCAB_BEGIN, VOCAB_END = "<!-- vocab:begin (scripts/readme_results.py) -->", "<!-- vocab:end -->"
 
 # {name|format}: a glued value; formats: pct (a share, shown in %), count, or a float format such as .2f.
 TEMPLATE = """\
@@ -119,6 +121,23 @@ def render_setup(times: dict) -> str:
             f"took {times['rebuild_s']:.0f} s.\n")
 
 
+def render_vocab(record: dict) -> str:
+    """Large vocabularies: chunked log-probs, full logits and TRL, from benchmarks/bench_vocab.py."""
+    engines = ("dpo_ref, chunked log-probs", "dpo_ref, full logits", "TRL DPOTrainer")
+    lines = [f"`python benchmarks/bench_vocab.py` ({record['machine']}, {record['threads']} threads, torch "
+             f"{record['torch']}, trl {record['trl']}; random-init Llama of width 64 and 2 layers, "
+             f"{record['pairs']} pairs of a few hundred response tokens, batch {record['batch']}, copy "
+             f"reference, fp32, {record['steps']} steps timed after {record['warmup']}):", ""]
+    lines += ["| vocabulary, max_length | chunked log-probs | full logits | TRL | log-prob step, chunked / full |",
+              "|---|---|---|---|---|"]
+    for vocab, case in record["cases"].items():
+        cells = [f"{case[e]['pairs_per_s']:.3f} pairs/s, {case[e]['peak_rss_mb'] / 1024:.2f} GB" for e in engines]
+        step = [case[f"logps step, {k}"]["logps_peak_mb"] for k in ("chunked", "full logits")]
+        lines.append(f"| {int(vocab):,}, {case['max_length']} | " + " | ".join(cells)
+                     + f" | {step[0]:,.0f} / {step[1]:,.0f} MB |")
+    return "\n".join(lines) + "\n"
+
+
 def replace_between(text: str, begin: str, end: str, body: str) -> str:
     head, rest = text.split(begin)
     _, tail = rest.split(end)
@@ -132,6 +151,7 @@ def main() -> int:
     readme = (ROOT / "README.md").read_text()
     new = replace_between(readme, BEGIN, END, render(json.loads(RESULTS.read_text())))
     new = replace_between(new, SETUP_BEGIN, SETUP_END, render_setup(json.loads(SETUP_TIMES.read_text())))
+    new = replace_between(new, VOCAB_BEGIN, VOCAB_END, render_vocab(json.loads(VOCAB.read_text())))
     if args.check:
         if new != readme:
             print("README.md's measured section differs from benchmarks/results/robustness.json: "
