@@ -125,5 +125,12 @@ def head_inputs(model: torch.nn.Module) -> Iterator[dict]:
         handle.remove()
 
 
+def final_hidden(model: torch.nn.Module, **inputs) -> torch.Tensor:
+    """The model's final hidden states (its LM head's input), from a forward that computes no logits."""
+    with head_inputs(model) as captured:
+        model(**inputs)
+    return captured["hidden"]
+
+
 def head_weight(model: torch.nn.Module) -> torch.nn.Parameter:
     return _unwrapped(model).get_output_embeddings().weight

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .chunked_logps import head_inputs, head_weight, masked_target_logps
+from .chunked_logps import final_hidden, head_weight, masked_target_logps
 
 
 def token_logps(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
@@ -54,9 +54,7 @@ def concatenated_forward(
     inputs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
     if chunk:
         mask = batch["loss_mask"][:, 1:].bool()  # position t predicts token t + 1
-        with head_inputs(model) as captured:
-            model(**inputs)
-        per_token = masked_target_logps(captured["hidden"][:, :-1], head_weight(model),
+        per_token = masked_target_logps(final_hidden(model, **inputs)[:, :-1], head_weight(model),
                                         batch["input_ids"][:, 1:], mask, chunk)
         logps, n_tokens = per_token.sum(-1), mask.sum(-1).to(torch.float32)
     else:

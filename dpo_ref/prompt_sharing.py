@@ -23,7 +23,7 @@ from typing import Iterable
 
 import torch
 
-from .chunked_logps import head_inputs, head_weight, masked_target_logps
+from .chunked_logps import final_hidden, head_weight, masked_target_logps
 from .data import PreferencePair
 
 PAD, PROMPT, CHOSEN, REJECTED = 0, 1, 2, 3
@@ -107,9 +107,7 @@ def shared_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor], lengt
     targets = batch["input_ids"][:, -response_width:]
     response_segments = segment_ids[:, -response_width:]
     if chunk:
-        with head_inputs(model) as captured:
-            model(**inputs)
-        hidden = captured["hidden"]  # each token's log-prob comes from its source column's hidden state
+        hidden = final_hidden(model, **inputs)  # each token's log-prob: from its source column's state
         hidden = hidden.gather(1, source_index[..., None].expand(-1, -1, hidden.shape[-1]))
         token_logps = masked_target_logps(hidden, head_weight(model), targets, response_segments != PAD, chunk)
     else:
