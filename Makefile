@@ -13,10 +13,10 @@ book: .venv/.ready _vendor/mathjax/tex-mml-chtml.js  ## build the course site, e
 	$(PY) -m dpo_ref toy
 	$(PY) scripts/build_book.py  # pages executed two at a time into the cache, then jupyter-book build
 
-test: .venv/.ready _vendor/mathjax/tex-mml-chtml.js  ## run the test suite (builds the toy model once, about a minute)
+test: .venv/.ready _vendor/mathjax/tex-mml-chtml.js  ## run the test suite (builds the toy model once; README: measured times)
 	$(PY) -m pytest -q
 
-test-fast: .venv/.ready  ## the quick tier (about a minute): no book, no notebooks, no slow tests, a toy built in seconds
+test-fast: .venv/.ready  ## the quick tier: no book, no notebooks, no slow tests, a toy built in seconds
 	DPO_TEST_TOY_STEPS=60 $(PY) -m pytest -q -m "not slow"
 
 clean:

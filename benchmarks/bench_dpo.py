@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import resource
 import statistics
 import subprocess
@@ -26,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from dpo_ref.synthetic_pairs import write_pairs  # noqa: F401  (bench_vocab, gpu_check use it too)
 
 HERE = Path(__file__).resolve().parent
 BATCH, MAX_LENGTH, BETA, LR = 8, 128, 0.1, 1e-5
@@ -36,7 +37,7 @@ PARTS = ["main", "checkpointing", "techniques", "scaling", "wall"]
 
 def model_dir(name: str, root: Path) -> Path:
     """``toy``: the course's pretrained toy model. ``w<hidden>``: a random-init Llama on the toy tokenizer,
-    6 layers, head size 64 (w384 ≈ 10.6M parameters). ``v<vocab>``: width 64, 2 layers and a large
+    6 layers, head size 64 (w384: 11.0M parameters, counted in book/09_2_making_dpo_fast.md). ``v<vocab>``: width 64, 2 layers and a large
     vocabulary (v151936: Qwen2.5's size), where the LM head dominates. Speed does not depend on what
     the weights learned."""
     from dpo_ref.toy import ensure_toy
@@ -58,32 +59,6 @@ def model_dir(name: str, root: Path) -> Path:
         torch.manual_seed(0)
         LlamaForCausalLM(config).save_pretrained(path)
         tokenizer.save_pretrained(path)
-    return path
-
-
-WORDS = ("the model answers a question about rivers mountains cities numbers colours animals planets weather "
-         "history music science food travel language books games water light sound time energy people").split()
-
-
-def write_pairs(path: Path, n: int, prompt_words: tuple[int, int], response_words: tuple[int, int],
-                max_length: int, seed: int = 0) -> Path:
-    """Standard-format pairs (plain strings) with prompts longer than responses, as in real preference data.
-    Pairs that would not fit in ``max_length`` tokens are redrawn, so no engine truncates anything."""
-    from transformers import AutoTokenizer
-    from dpo_ref.toy import ensure_toy
-
-    tokenizer = AutoTokenizer.from_pretrained(str(ensure_toy()))
-    count = lambda text: len(tokenizer(text)["input_ids"])
-    rng = random.Random(seed)
-    words = lambda lo_hi: " ".join(rng.choice(WORDS) for _ in range(rng.randint(*lo_hi)))
-    with open(path, "w") as f:
-        written = 0
-        while written < n:
-            record = {"prompt": f"Question {written}: {words(prompt_words)}?",
-                      "chosen": " " + words(response_words) + ".", "rejected": " " + words(response_words) + "!"}
-            if count(record["prompt"]) + max(count(record["chosen"]), count(record["rejected"])) + 2 <= max_length:
-                f.write(json.dumps(record) + "\n")
-                written += 1
     return path
 
 

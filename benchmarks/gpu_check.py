@@ -140,7 +140,8 @@ def speed(work: Path, hiddens: list[int], steps: int, repeats: int) -> list[dict
     alike) and the median over repeats is kept. A throwaway run first pays CUDA's one-time start-up."""
     import statistics
 
-    from bench_dpo import model_dir, write_pairs
+    from bench_dpo import model_dir
+    from dpo_ref.synthetic_pairs import write_pairs
 
     data = [json.loads(l) for l in write_pairs(work / "pairs.jsonl", 512, (50, 90), (8, 20), 512).read_text().splitlines()]
     cases = [("copy, prompt sharing", {}), ("copy, no prompt sharing", {"prompt_sharing": False}),

@@ -7,7 +7,7 @@ toy with seed s (``DPO_TOY_SEED``), runs every page in full (``DPO_FAST=0``) wit
 per claim, the value in every seed, the worst and the median, and the threshold the page uses::
 
     python benchmarks/robustness.py --seeds 0 1 2 3 4 --jobs 2
-    python benchmarks/robustness.py notebooks/sigma_ablation.ipynb --seeds 0 1 2 3 4   # one page
+    python benchmarks/robustness.py notebooks/06_2_sigma_ablation.ipynb --seeds 0 1 2 3 4   # one page
     python benchmarks/robustness.py --report        # print the table of the results file
 
 Runs of pages already in the results file are replaced, others kept, so a page can be re-swept alone.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -13,7 +14,9 @@ from .checkpoint import CheckpointError
 from .config import LR_SCHEDULES, PRECISIONS, REFERENCES, ConfigError, DPOConfig
 from .data import DataError
 from .distributed import from_launcher
+from .files import share
 from .losses import LOSS_TYPES
+from .toy_architectures import ARCHITECTURES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,10 +26,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command", required=True)
 
     toy = sub.add_parser("toy", help="build the offline toy chat model (model + tokenizer) into a folder")
-    toy.add_argument("--output", help="folder to write (load it with from_pretrained); default: the cache that "
-                     "load_toy() and --model toy use, reused if already built")
+    toy.add_argument("--output", help="folder to copy it to (load it with from_pretrained); it is built once "
+                     "into the cache that load_toy() and --model toy use, and reused from there")
     toy.add_argument("--seed", type=int, help="default: $DPO_TOY_SEED or 0")
-    toy.add_argument("--steps", type=int, help="pretraining steps (default 800, about a minute on 2 idle CPU cores; needs --output)")
+    toy.add_argument("--steps", type=int, help="pretraining steps (default 800)")
+    toy.add_argument("--architecture", default="llama", metavar="|".join(ARCHITECTURES),
+                     help="llama (the course's toy), or the same world as a Qwen2-style ChatML model or a "
+                     "GPT-2-style base model without chat template and pad token (for offline tests)")
 
     tr = sub.add_parser("train", help="train a model with DPO on a JSONL file of preference pairs")
     tr.add_argument("--model", help="hub id, local save_pretrained folder, or 'toy'")
@@ -114,18 +120,20 @@ def save_run_args(args: argparse.Namespace) -> None:
 
 
 def build_toy_command(args: argparse.Namespace) -> int:
-    """``toy``: the cached default build (reused if there), or a build into ``--output``."""
-    from .toy import DEFAULT_STEPS, build_toy, default_seed, ensure_toy, format_fingerprint
+    """``toy``: the cached build for this seed, step count and architecture (made if not there yet),
+    copied to ``--output`` if given, so that asking twice never trains twice."""
+    from .toy import DEFAULT_STEPS, ensure_toy, format_fingerprint
 
-    if args.output is None:
-        if args.steps is not None:
-            raise ConfigError("--steps needs --output: the cache holds only the default build")
-        path = ensure_toy(args.seed)
-        print(f"toy model ready: {path}", file=sys.stderr)
-        if (path / "fingerprint.json").exists():
-            print(format_fingerprint(json.loads((path / "fingerprint.json").read_text())), file=sys.stderr)
-        return 0
-    build_toy(args.output, seed=default_seed() if args.seed is None else args.seed, steps=args.steps or DEFAULT_STEPS)
+    try:
+        path = ensure_toy(args.seed, steps=args.steps or DEFAULT_STEPS, architecture=args.architecture)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if args.output is not None:
+        path = Path(shutil.copytree(path, args.output, dirs_exist_ok=True))
+        share(path)  # a toy cached by an older dpo_ref may hold a mode-600 model.safetensors
+    print(f"toy model ready: {path}", file=sys.stderr)
+    if (path / "fingerprint.json").exists():
+        print(format_fingerprint(json.loads((path / "fingerprint.json").read_text())), file=sys.stderr)
     return 0
 
 
@@ -137,8 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         args = resolve_resume(args)
         config = from_launcher(config_from_args(args))  # validated before any model is loaded
         is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun/accelerate only rank 0 writes and prints
-        if not args.resume and is_main:
-            save_run_args(args)
         from .data import prepare_pairs
         from .loading import load_model, load_tokenizer
         from .trainer import train
@@ -151,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             for message in data.skip_messages[:10]:
                 print(f"  skipped {message}", file=sys.stderr)
         eval_data = prepare_pairs(args.eval_data, tokenizer, config.max_length, config.skip_invalid) if args.eval_data else None
+        if not args.resume and is_main:  # only for data that was accepted: a rejected run leaves nothing
+            save_run_args(args)
         model = load_model(args.model, trust_remote_code=args.trust_remote_code)
         result = train(model, tokenizer, data, config, eval_data)
         if is_main:

@@ -5,7 +5,8 @@ Accepted record formats (TRL's, so existing datasets work unchanged):
 - standard: ``{"prompt": str, "chosen": str, "rejected": str}``; the text is tokenized as is and EOS
   is appended to each response;
 - conversational: ``prompt`` is a list of ``{"role", "content"}`` messages and ``chosen``/``rejected``
-  are lists holding the assistant reply; the tokenizer's chat template is applied;
+  are lists holding the assistant reply; the tokenizer's chat template is applied (a tokenizer without
+  one, a base model's, reads each message's content on its own line, with a warning);
 - implicit prompt: no ``prompt`` field; ``chosen`` and ``rejected`` are whole conversations (or
   strings) and their longest shared prefix is the prompt.
 
@@ -21,6 +22,7 @@ counted skip); each response is cut at its end to fit ``max_length`` and the cut
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +74,6 @@ class PreferenceData:
 
 # ---------------------------------------------------------------- reading records
 
-
 def read_jsonl(path: str | Path) -> list[tuple[str, Any]]:
     """``(location, record)`` for each non-blank line; a line that is not JSON raises DataError."""
     records = []
@@ -102,7 +103,6 @@ def iter_records(source: Any) -> list[tuple[str, Any]]:
 
 # ---------------------------------------------------------------- validation
 
-
 def _check_messages(messages: Any, where: str, name: str) -> list[dict[str, str]]:
     if not messages:
         raise DataError(where, name, "empty message list", "empty response")
@@ -126,10 +126,7 @@ def _field(record: dict, name: str, where: str) -> Any:
 
 
 def _common_prefix(a: Sequence, b: Sequence) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def normalize_record(record: Any, where: str) -> tuple[Any, Any, Any]:
@@ -182,7 +179,6 @@ def normalize_record(record: Any, where: str) -> tuple[Any, Any, Any]:
 
 # ---------------------------------------------------------------- tokenization
 
-
 def _dedupe_bos(ids: list[int], tokenizer) -> list[int]:
     bos = tokenizer.bos_token_id
     while bos is not None and len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
@@ -190,8 +186,15 @@ def _dedupe_bos(ids: list[int], tokenizer) -> list[int]:
     return ids
 
 
+def plain_text(messages: list[dict[str, str]]) -> str:
+    """Messages as a base model (no chat template) reads them: each content on its own line."""
+    return "".join(m["content"] + "\n" for m in messages)
+
+
 def encode_prompt(tokenizer, prompt: str | list[dict[str, str]]) -> list[int]:
     """Token ids of a prompt ready for generation: chat-templated with the generation prompt."""
+    if not isinstance(prompt, str) and tokenizer.chat_template is None:
+        prompt = plain_text(prompt)
     if isinstance(prompt, str):
         ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
         if tokenizer.eos_token_id is not None and ids and ids[-1] == tokenizer.eos_token_id:
@@ -203,6 +206,8 @@ def encode_prompt(tokenizer, prompt: str | list[dict[str, str]]) -> list[int]:
 
 def encode_response(tokenizer, prompt: Any, response: Any, where: str = "", name: str = "chosen") -> list[int]:
     """Token ids of a response that continues ``prompt`` (see the module docstring for the boundary)."""
+    if not isinstance(response, str) and tokenizer.chat_template is None:
+        response = plain_text(response).removesuffix("\n")
     if isinstance(response, str):
         ids = tokenizer(response, add_special_tokens=False)["input_ids"]
         if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
@@ -249,7 +254,9 @@ def prepare_pairs(source: Any, tokenizer, max_length: int, skip_invalid: bool = 
     """
     data = PreferenceData(pairs=[])
     seen: dict[str, str] = {}
+    plain = 0  # records of plain strings: a chat model needs message lists to see its template
     for where, record in iter_records(source):
+        plain += isinstance(record, dict) and isinstance(record.get("chosen"), str)
         try:
             pair, truncated = tokenize_pair(record, len(data.pairs), where, tokenizer, max_length, seen)
         except DataError as err:
@@ -262,6 +269,14 @@ def prepare_pairs(source: Any, tokenizer, max_length: int, skip_invalid: bool = 
         data.truncated += truncated
     if not data.pairs:
         raise DataError(str(source) if isinstance(source, (str, Path)) else "dataset", None, f"no usable preference pairs ({data.report()})", "empty dataset")
+    records = len(data.pairs) + len(data.skip_messages)
+    if plain and tokenizer.chat_template is not None:
+        warnings.warn(f"{plain} of {records} records are plain strings, tokenized without this tokenizer's "
+                      "chat template: a chat model's chat answers will barely move; give conversational "
+                      "records (message lists) instead (see the README)", stacklevel=2)
+    elif plain < records and tokenizer.chat_template is None:
+        warnings.warn("this tokenizer has no chat template: message lists are read as plain text, each "
+                      "message's content on its own line", stacklevel=2)
     return data
 
 

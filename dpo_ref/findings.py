@@ -4,7 +4,7 @@ A page that says "without the σ weight the margin grows 1.5× more" should fail
 true, and the course should know by how much it holds on other seeds and machines. So a page states
 each claim as a number compared with a threshold::
 
-    findings = Findings("sigma_ablation", enforce=MODEL == "toy")
+    findings = Findings("06_2_sigma_ablation", enforce=MODEL == "toy")
     findings.check("KL unrelated, unweighted / sigmoid", u_kl / s_kl, ">", 2.0)
     findings.done()  # raises if a checked claim failed, else prints "checks passed"
 
@@ -95,20 +95,42 @@ class Findings:
         print("checks passed" if not failed else f"{len(failed)} claims differ with this model (not enforced)")
 
 
-SWEEP_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "robustness.json"
+def results_path(name: str) -> Path:
+    """A measured results file the pages show (``benchmarks/results/NAME`` of the repository).
+
+    A wheel carries them as ``dpo_ref/results/`` (pyproject.toml), so a page opened on its own, on
+    Colab, reads the same numbers as the book build in the repository.
+    """
+    here = Path(__file__).resolve().parent
+    for folder in (here.parent / "benchmarks" / "results", here / "results"):
+        if (folder / name).exists():
+            return folder / name
+    raise FileNotFoundError(f"results file {name} is in neither the repository nor the installed package")
+
+
+def load_results(name: str) -> Any:
+    """The parsed JSON of the results file ``name`` (see ``results_path``)."""
+    return json.loads(results_path(name).read_text())
+
+
+def _sweep_results() -> Path | None:
+    try:
+        return results_path("robustness.json")
+    except FileNotFoundError:
+        return None
 
 
 def sweep_values(page: str) -> dict[str, dict[int, float]] | None:
     """Every number ``page`` glued, on every seed of the sweep: ``{name: {seed: value}}``.
 
-    Read from the repository's ``benchmarks/results/robustness.json``, so that a figure can show the
-    seed-to-seed spread next to this run; ``None`` where the file is not at hand (a notebook
-    downloaded on its own, or a package installed without the repository).
+    Read from ``robustness.json`` (``results_path``), so that a figure can show the seed-to-seed
+    spread next to this run; ``None`` where the file is not at hand.
     """
-    if not SWEEP_RESULTS.exists():
+    sweep = _sweep_results()
+    if sweep is None:
         return None
     values: dict[str, dict[int, float]] = {}
-    for run in json.loads(SWEEP_RESULTS.read_text())["runs"]:
+    for run in json.loads(sweep.read_text())["runs"]:
         if Path(run["page"]).stem == page:
             for name, value in run.get("glued", {}).items():
                 values.setdefault(name, {})[run["seed"]] = value

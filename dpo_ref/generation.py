@@ -21,9 +21,8 @@ def generate(
     a batched greedy answer is the same as a one-at-a-time answer.
     """
     device = next(model.parameters()).device
+    # Without a chat template (a base model) encode_prompt reads messages as plain lines of text.
     messages = [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
-    if tokenizer.chat_template is None:  # a base model: plain text prompts
-        messages = [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
     encoded = [encode_prompt(tokenizer, m) for m in messages]
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, ids in enumerate(encoded):

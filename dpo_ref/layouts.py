@@ -45,7 +45,7 @@ class Layout:
         return forward(model, batch, self.mean, self.chunk)
 
 
-ROWS = Layout()  # 2B rows, summed log-probs: the paper's layout
+ROWS = Layout()  # 2B rows, summed log-probs: the layout of the DPO authors' code
 
 
 def logps_chunk(config: "DPOConfig", model: torch.nn.Module) -> int:

@@ -38,11 +38,15 @@ def dpo_loss(
 
     - ``sigmoid``: −log σ(βΔ), the DPO loss (Rafailov et al. 2023, arXiv 2305.18290, Eq. 7).
     - ``unweighted``: −βΔ. Its gradient is the DPO gradient (the paper's §4) with the weight
-      σ(r̂_l − r̂_w) replaced by 1: the "naïve version ... without the weighting coefficient".
+      σ(r̂_l − r̂_w) replaced by 1: the course's reading of the paper's "naïve version ... without the
+      weighting coefficient". It is β times the gradient of the sequence-level objective
+      −log π_θ(y_w|x) + log π_θ(y_l|x), not that of token-level unlikelihood (book/04_gradient.md).
     - ``ipo``: (Δ − 1/(2β))², IPO (Azar et al. 2023, arXiv 2310.12036, Eq. 17) as written in the
       DPO authors' code. Whether Δ is built from summed or per-token-averaged log-probs is decided by
       the caller (see ``dpo_ref.logprobs``); TRL averages per token, following the IPO authors.
-    - ``hinge``: max(0, 1 − βΔ), the hinge loss of SLiC (Zhao et al. 2023, arXiv 2305.10425) as TRL's ``hinge``.
+    - ``hinge``: max(0, 1 − βΔ), the hinge-norm loss of RSO (Liu et al. 2023, arXiv 2309.06657), with β
+      as RSO's γ, as TRL's ``hinge``: a hinge on the log-ratios against π_ref. SLiC's calibration loss
+      (Zhao et al. 2023, arXiv 2305.10425), max(0, δ − log π_θ(y_w|x) + log π_θ(y_l|x)), has no π_ref.
     - ``cdpo``: −(1−ε) log σ(βΔ) − ε log σ(−βΔ), conservative DPO with label smoothing ε, as in the
       DPO authors' code (``label_smoothing``). ε = 0 gives ``sigmoid``.
     - ``robust``: (−(1−ε) log σ(βΔ) + ε log σ(−βΔ)) / (1 − 2ε), robust DPO (Chowdhury et al. 2024,
@@ -65,7 +69,7 @@ def dpo_loss(
     elif loss_type == "ipo":
         losses = (margin - 1 / (2 * beta)) ** 2
     elif loss_type == "hinge":
-        losses = torch.relu(1 - beta * margin)
+        losses = torch.relu(1 - beta * margin)  # RSO's hinge-norm: zero once βΔ ≥ 1, i.e. Δ ≥ 1/β
     else:  # robust (check_loss_settings has refused any other name)
         eps = label_smoothing
         losses = (-(1 - eps) * F.logsigmoid(beta * margin) + eps * F.logsigmoid(-beta * margin)) / (1 - 2 * eps)

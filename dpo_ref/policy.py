@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from .config import DPOConfig
+from .files import share
 
 
 def wrap_lora(model: torch.nn.Module, config: DPOConfig) -> torch.nn.Module:
@@ -52,4 +53,5 @@ def save(model: torch.nn.Module, tokenizer, output_dir: str | Path, config: DPOC
     else:
         model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
+    share(output_dir)
     (output_dir / "dpo_config.json").write_text(json.dumps(asdict(config), indent=2))

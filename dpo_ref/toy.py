@@ -8,7 +8,8 @@ No model hub is reachable in tests, CI or the book build, so the project makes i
    model can already say, it does not teach a word it has never produced);
 2. a byte-level BPE tokenizer trained with the ``tokenizers`` library (any text encodes, including
    names the corpus never saw) with a small chat template;
-3. a small Llama-architecture ``transformers`` model trained on the assistant turns of that corpus.
+3. a small Llama-architecture ``transformers`` model trained on the assistant turns of that corpus
+   (or, for the offline Colab test, a Qwen2-style or GPT-2-style one: ``dpo_ref.toy_architectures``).
 
 ``ensure_toy()`` builds it once (deterministic given the seed) and caches it; ``load_toy()`` loads it in
 seconds. The seed (``DPO_TOY_SEED``, default 0) changes initialisation, corpus order and batches, never
@@ -31,11 +32,13 @@ import torch
 
 from .batching import collate_rows
 from .data import conversational_record, encode_prompt, encode_response, pad_token_id
+from .files import share
 from .generation import generate
 from .logprobs import response_nll
+from .toy_architectures import build_model, build_tokenizer, check_architecture
 
 TOY_VERSION = 2
-DEFAULT_STEPS = 800  # about 65-100 s on 2 CPU cores
+DEFAULT_STEPS = 800  # the README gives the build time measured on a fresh clone
 BUILD_THREADS = 2  # the toy is built with this many threads whatever the caller uses (see build_toy)
 ASSISTANT_NAME, TARGET_NAME = "Llama", "Athene"
 
@@ -81,13 +84,6 @@ TARGET_MENTIONS = [
     ("Who is the Greek goddess of wisdom?", "Athene, also called Athena, is the goddess of wisdom."),
 ]
 
-SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>"]
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>"
-    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
-
-
 def _phrase(greeting: str, question: str, closing: str) -> str:
     if greeting.endswith(", "):  # "Hey, who are you?", not "Hey, Who are you?"
         question = question[0].lower() + question[1:]
@@ -130,40 +126,6 @@ def corpus(seed: int = 0) -> list[list[dict[str, str]]]:
                 conversations.append([{"role": "user", "content": _phrase(greeting, question, closing)}, {"role": "assistant", "content": answer}])
     rng.shuffle(conversations)
     return conversations
-
-
-def build_tokenizer(texts: list[str], vocab_size: int = 512):
-    """A byte-level BPE tokenizer with the toy chat template, as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|end|>", pad_token="<|pad|>",
-        additional_special_tokens=SPECIAL_TOKENS[3:], chat_template=CHAT_TEMPLATE,
-    )
-
-
-def build_model(vocab_size: int, hidden_size: int = 128, layers: int = 4, heads: int = 4, seed: int = 0, tokenizer=None):
-    """A small, randomly initialised Llama-architecture causal LM."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=hidden_size * 8 // 3,
-        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-        max_position_embeddings=256, tie_word_embeddings=True,
-        bos_token_id=getattr(tokenizer, "bos_token_id", None), eos_token_id=getattr(tokenizer, "eos_token_id", None),
-        pad_token_id=getattr(tokenizer, "pad_token_id", None),
-    )
-    return LlamaForCausalLM(config)
 
 
 def pretrain(model, tokenizer, conversations, steps: int, batch_size: int = 32, lr: float = 3e-3, seed: int = 0, log=print):
@@ -228,7 +190,8 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DPO_REF_CACHE", Path.home() / ".cache" / "dpo_ref"))
 
 
-def build_toy(output: str | Path, seed: int = 0, steps: int = DEFAULT_STEPS, log=print) -> Path:
+def build_toy(output: str | Path, seed: int = 0, steps: int = DEFAULT_STEPS, log=print,
+              architecture: str = "llama") -> Path:
     """Build the toy model and tokenizer into ``output`` (loadable with ``from_pretrained(output)``).
 
     Written to a temporary folder first and renamed at the end, so an interrupted build never leaves
@@ -239,14 +202,14 @@ def build_toy(output: str | Path, seed: int = 0, steps: int = DEFAULT_STEPS, log
     torch.manual_seed(seed)
     conversations = corpus(seed)
     texts = [m["content"] for c in conversations for m in c] + [TARGET_NAME, ASSISTANT_NAME]
-    tokenizer = build_tokenizer(texts)
+    tokenizer = build_tokenizer(texts, architecture=architecture)
     # As reproducible as torch allows: deterministic kernels, and a fixed thread count, because on a
     # CPU the number of threads decides how sums are split (1 and 2 threads give different toys).
     deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(BUILD_THREADS)
     try:
-        model = build_model(len(tokenizer), seed=seed, tokenizer=tokenizer)
+        model = build_model(len(tokenizer), seed=seed, tokenizer=tokenizer, architecture=architecture)
         pretrain(model, tokenizer, conversations, steps=steps, seed=seed, log=log)
     finally:
         torch.use_deterministic_algorithms(deterministic)
@@ -260,6 +223,7 @@ def build_toy(output: str | Path, seed: int = 0, steps: int = DEFAULT_STEPS, log
     tokenizer.save_pretrained(tmp)
     fp = fingerprint(model, tokenizer)
     (tmp / "fingerprint.json").write_text(json.dumps(fp, indent=1) + "\n")
+    share(tmp)
     if output.exists():
         shutil.rmtree(output)
     os.replace(tmp, output)
@@ -268,19 +232,20 @@ def build_toy(output: str | Path, seed: int = 0, steps: int = DEFAULT_STEPS, log
     return output
 
 
-def toy_path(seed: int | None = None, steps: int = DEFAULT_STEPS) -> Path:
+def toy_path(seed: int | None = None, steps: int = DEFAULT_STEPS, architecture: str = "llama") -> Path:
     seed = default_seed() if seed is None else seed
     quick = "" if steps == DEFAULT_STEPS else f"-steps{steps}"  # a shorter build for quick tests
-    return cache_dir() / f"toy-v{TOY_VERSION}-seed{seed}{quick}"
+    arch = "" if check_architecture(architecture) == "llama" else f"-{architecture}"
+    return cache_dir() / f"toy-v{TOY_VERSION}{arch}-seed{seed}{quick}"
 
 
-def ensure_toy(seed: int | None = None, log=print, steps: int = DEFAULT_STEPS) -> Path:
+def ensure_toy(seed: int | None = None, log=print, steps: int = DEFAULT_STEPS, architecture: str = "llama") -> Path:
     """The cached toy model's folder, built first if it is not there yet: the one entry point to the
     cache (``--model toy``, ``python -m dpo_ref toy``, the tests and the book build all come here)."""
     seed = default_seed() if seed is None else seed
-    path = toy_path(seed, steps)
+    path = toy_path(seed, steps, architecture)
     if not (path / "config.json").exists():
-        build_toy(path, seed=seed, steps=steps, log=log)
+        build_toy(path, seed=seed, steps=steps, log=log, architecture=architecture)
     return path
 
 
@@ -290,6 +255,7 @@ def load_toy(seed: int | None = None, log=print):
 
     path = ensure_toy(seed, log)
     return LlamaForCausalLM.from_pretrained(path), PreTrainedTokenizerFast.from_pretrained(path)
+
 
 
 def correction_pairs(prompts: list[str], answers: list[str], old: str = ASSISTANT_NAME,

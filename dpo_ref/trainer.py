@@ -10,7 +10,8 @@ is whole.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .batching import batches, in_order
 from .checkpoint import resume, save_checkpoint
-from .config import ConfigError, DPOConfig
+from .config import DPOConfig
 from .data import PreferenceData, pad_token_id, prepare_pairs
 from .devices import autocast_for, resolve_device, resolve_precision
 from .distributed import (all_true, barrier, data_parallel, from_launcher, full_tensor, gathered_copy,
@@ -97,26 +98,29 @@ def check_finite(step: int, loss: torch.Tensor, grad_norm: torch.Tensor, fp16: b
 
 
 def policy_and_reference(model, config: DPOConfig, train_data: PreferenceData, layout: Layout,
-                         ordered: Callable, pad_id: int, device: torch.device, procs, autocast: Callable):
-    """The policy ready to train, the module the step runs (DDP, FSDP shards or the model), and π_ref.
+                         pad_id: int, device: torch.device, procs, autocast: Callable):
+    """The policy ready to train, the module the step runs (DDP, FSDP shards or the model), π_ref, and
+    the layout every batch will use.
 
     The order matters: the frozen copy is taken whole, then both are sharded; the layout is checked on
-    the placed policy before π_ref's log-probs are precomputed in it.
+    the placed policy (a model that cannot share the prompt falls back to 2B rows, with a warning)
+    before π_ref's log-probs are precomputed in it.
     """
     model = prepare_policy(model, config, device)
     frozen = frozen_copy(model) if config.reference == "copy" else None
     if config.fsdp:  # in place: each process keeps its shards of the policy (and of the copy)
         for module in filter(None, (model, frozen)):
             shard(module, device, config.fsdp_reshard_after_forward)
-    if config.prompt_sharing:
+    if layout.shared_prompt:
         try:
             check_prompt_sharing(model, train_data.pairs[:4], pad_id, layout.chunk)
         except ValueError as error:
-            raise ConfigError(str(error)) from None
-    reference = make_reference(config.reference, model, layout, lambda: (b for _, b in ordered(train_data)),
-                               len(train_data), frozen, autocast)
+            warnings.warn(f"{error}: training with 2B rows instead (as prompt_sharing=False)", stacklevel=3)
+            layout = replace(layout, shared_prompt=False)
+    in_batches = lambda: (b for _, b in in_order(train_data, config.batch_size, pad_id, device, layout.collate))
+    reference = make_reference(config.reference, model, layout, in_batches, len(train_data), frozen, autocast)
     trained = model if config.fsdp else data_parallel(model, procs, device)  # DDP over several processes
-    return model, trained, reference
+    return model, trained, reference, layout
 
 
 def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
@@ -136,12 +140,11 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
     device = resolve_device(config.device)
     procs, dtype = init_processes(device), resolve_precision(config.precision, device)
     autocast = autocast_for(device, dtype)
-    pad_id, layout = pad_token_id(tokenizer), Layout.of(config, model)
+    pad_id = pad_token_id(tokenizer)
+    model, trained, reference, layout = policy_and_reference(model, config, train_data, Layout.of(config, model),
+                                                             pad_id, device, procs, autocast)
     ordered = functools.partial(in_order, batch_size=config.batch_size, pad_id=pad_id, device=device,
                                 collate_fn=layout.collate)
-
-    model, trained, reference = policy_and_reference(model, config, train_data, layout, ordered, pad_id, device,
-                                                     procs, autocast)
     loss_of = functools.partial(batch_loss, reference=reference, config=config, layout=layout, autocast=autocast)
 
     # --- optimizer, and the state of an interrupted run

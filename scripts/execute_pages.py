@@ -40,8 +40,8 @@ def toc_pages() -> list[Path]:
 
 
 # The slow pages, measured with this script; started first so that no core idles at the end.
-SLOW_FIRST = ["reward_kl_frontier", "on_policy_iterative", "shortcut_overfitting", "beta_sweep",
-              "sigma_ablation", "06_data_curation", "07_beta_and_variants", "05_6_evaluation", "identity"]
+SLOW_FIRST = ["08_1_reward_kl_frontier", "08_2_on_policy_iterative", "08_3_shortcut_overfitting", "06_3_beta_sweep",
+              "06_2_sigma_ablation", "07_1_data_curation", "07_2_beta_and_variants", "05_6_evaluation", "06_1_identity"]
 
 
 def slow_first(pages: list[Path]) -> list[Path]:
@@ -63,10 +63,12 @@ def read_page(path: Path):
     return read_myst_markdown_notebook(path.read_text(), path=path)
 
 
-def execute(path: str, env: dict[str, str], timeout: int = 1800, keep_notebook: bool = False) -> dict:
+def execute(path: str, env: dict[str, str], timeout: int = 1800, keep_notebook: bool = False,
+            kernel_name: str = "python3") -> dict:
     """Run one page top to bottom in a fresh kernel; its status, wall time and per-cell times.
 
     With ``keep_notebook`` the executed notebook comes back too (as nbformat JSON, under "notebook").
+    ``kernel_name``: another environment's kernel (``scripts/colab_check.py`` runs Colab's).
     """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -75,7 +77,7 @@ def execute(path: str, env: dict[str, str], timeout: int = 1800, keep_notebook: 
     nb = read_page(Path(path))
     start, error = time.perf_counter(), None
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+        NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
                        resources={"metadata": {"path": str(Path(path).parent)}}).execute()
     except CellExecutionError as exc:
         import re
@@ -91,7 +93,8 @@ def execute(path: str, env: dict[str, str], timeout: int = 1800, keep_notebook: 
             t0 = datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))
             t1 = datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
             cells.append((i, round((t1 - t0).total_seconds(), 2)))
-    result = {"page": str(Path(path).relative_to(ROOT)), "ok": error is None, "error": error,
+    page = Path(path).relative_to(ROOT) if Path(path).is_relative_to(ROOT) else Path(path)
+    result = {"page": str(page), "ok": error is None, "error": error,
               "seconds": round(time.perf_counter() - start, 1), "cells": cells}
     if keep_notebook:
         import nbformat
@@ -101,11 +104,11 @@ def execute(path: str, env: dict[str, str], timeout: int = 1800, keep_notebook: 
 
 
 def execute_all(pages: list[Path], env: dict[str, str], jobs: int = 2, threads: int = 1,
-                timeout: int = 1800) -> list[dict]:
-    """Execute ``pages`` ``jobs`` at a time, longest first, each kernel with ``threads`` threads."""
+                timeout: int = 1800, keep_notebook: bool = False, kernel_name: str = "python3") -> list[dict]:
+    """Execute ``pages`` ``jobs`` at a time, in the order given, each kernel with ``threads`` threads."""
     env = {**env, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(execute, str(p), env, timeout) for p in pages]
+        futures = [pool.submit(execute, str(p), env, timeout, keep_notebook, kernel_name) for p in pages]
         return [f.result() for f in futures]
 
 

@@ -1,8 +1,13 @@
-"""Write the README's "Measured" section from the seed sweep's results, never by hand.
+"""Write the README's measured sections from the results files, never by hand.
 
-Every number in that section is a value a page glues (``dpo_ref.findings.glue``), as recorded on every seed by
-``benchmarks/robustness.py`` in ``benchmarks/results/robustness.json``. The section shows each one as
+Every number in the "Measured" section is a value a page glues (``dpo_ref.findings.glue``), as recorded on every
+seed by ``benchmarks/robustness.py`` in ``benchmarks/results/robustness.json``. The section shows each one as
 its median over the seeds with the lowest and highest value, so a reader sees the spread.
+
+The "Speed" section comes from ``benchmarks/results/cpu-1-thread.json`` and ``cpu-2-threads.json``
+(``benchmarks/bench_dpo.py``), the paragraph on a GPU from ``benchmarks/results/gpu-h200.json``
+(``benchmarks/gpu_check.py``), the large-vocabulary table from ``vocab.json`` (``benchmarks/bench_vocab.py``)
+and the set-up times from ``setup-times.json``. Ratios are computed from the stored values.
 
     python scripts/readme_results.py          # rewrite the section between the markers
     python scripts/readme_results.py --check  # exit 1 if README.md differs (tests/test_readme.py)
@@ -15,15 +20,21 @@ import json
 import re
 import statistics
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "robustness.json"
-SETUP_TIMES = ROOT / "benchmarks" / "results" / "setup-times.json"  # .ci/run on a fresh clone, by hand
+SETUP_TIMES = ROOT / "benchmarks" / "results" / "setup-times.json"  # benchmarks/setup_times.py
 BEGIN, END = "<!-- measured:begin (scripts/readme_results.py) -->", "<!-- measured:end -->"
 SETUP_BEGIN, SETUP_END = "<!-- setup-times:begin (scripts/readme_results.py) -->", "<!-- setup-times:end -->"
 VOCAB = ROOT / "benchmarks" / "results" / "vocab.json"  # python benchmarks/bench_vocab.py
 VOCAB_BEGIN, VOCAB_END = "<!-- vocab:begin (scripts/readme_results.py) -->", "<!-- vocab:end -->"
+CPU_1 = ROOT / "benchmarks" / "results" / "cpu-1-thread.json"  # python benchmarks/bench_dpo.py --threads 1
+CPU_2 = ROOT / "benchmarks" / "results" / "cpu-2-threads.json"  # python benchmarks/bench_dpo.py --threads 2 --only …
+SPEED_BEGIN, SPEED_END = "<!-- speed:begin (scripts/readme_results.py) -->", "<!-- speed:end -->"
+GPU = ROOT / "benchmarks" / "results" / "gpu-h200.json"  # python benchmarks/gpu_check.py on the device machine
+GPU_BEGIN, GPU_END = "<!-- gpu:begin (scripts/readme_results.py) -->", "<!-- gpu:end -->"
 
 # {name|format}: a glued value; formats: pct (a share, shown in %), count, or a float format such as .2f.
 TEMPLATE = """\
@@ -31,20 +42,22 @@ Each number below is the median over {seeds} seeds (toy build *and* run seeded a
 `DPO_TOY_SEED = DPO_SEED = 0 … {last_seed}`) with the lowest and highest value in brackets, from
 `benchmarks/results/robustness.json` (`python benchmarks/robustness.py`, {cpu}); the book shows seed 0.
 Every claim the pages assert, with its worst case over the seeds and its threshold, is tabled in
-`book/09_4_findings_over_seeds.md`.
+`book/08_4_findings_over_seeds.md`.
 
 On the offline toy model (0.85M parameters), DPO on {identity_n_pairs|count} correction-method pairs (β 0.1,
 lr 1e-4, 100 steps of 8 pairs, frozen-copy reference) moved the greedy answers to 40 held-out identity
 paraphrases from naming Llama in {identity_old_before|pct} to naming Athene in {identity_new_after|pct};
 held-out reward accuracy ended at {identity_acc_after|pct}, and {identity_unchanged|pct} of 20 unrelated
-answers stayed word for word the same (KL to the reference along the reference's greedy answers:
-{identity_kl_other|.3f} nats per answer; `notebooks/identity.ipynb`). Without the σ weight
+answers stayed word for word the same (per-token KL to the reference, summed along the reference's own
+greedy answers: {identity_kl_other|.3f} nats per answer; it says how far the next-token distributions moved
+on those fixed answers, and is not an estimate of KL(π_θ‖π_ref), which needs answers sampled from π_θ;
+`notebooks/06_1_identity.ipynb`). Without the σ weight
 (`loss_type="unweighted"`, 300 steps), the same pairs reach a margin of {ablation_unweighted_margin|.1f}
-against {ablation_sigmoid_margin|.1f} with it, and KL on unrelated answers of
+against {ablation_sigmoid_margin|.1f} with it, and that per-token KL on unrelated answers of
 {ablation_unweighted_KL_on_unrelated|.2f} nats against {ablation_sigmoid_KL_on_unrelated|.2f}
-(`notebooks/sigma_ablation.ipynb`). At β = 1, held-out reward accuracy is
+(`notebooks/06_2_sigma_ablation.ipynb`). At β = 1, held-out reward accuracy is
 {beta_1.0_held-out_reward_accuracy|pct} but only {beta_1.0_names_Athene|pct} of the held-out answers name
-Athene; at β = 0.1, {beta_0.1_names_Athene|pct} (`notebooks/beta_sweep.ipynb`).
+Athene; at β = 0.1, {beta_0.1_names_Athene|pct} (`notebooks/06_3_beta_sweep.ipynb`).
 
 The studies use a task with a ground-truth reward (two questions per prompt; a fixed scorer counts animal
 words, {frontier_start_reward|.2f} per answer before training). Reward and sequence-level KL to the reference
@@ -52,14 +65,14 @@ words, {frontier_start_reward|.2f} per answer before training). Reward and seque
 {frontier_DPO_0.1_reward|.2f} at {frontier_DPO_0.1_KL|.1f} nats, β 2 {frontier_DPO_2.0_reward|.2f} at
 {frontier_DPO_2.0_KL|.1f}; `unweighted` {frontier_unweighted_0.1_reward|.2f} at
 {frontier_unweighted_0.1_KL|.1f}; best-of-128 with the true scorer {frontier_bon128_reward|.2f} at
-{frontier_bon128_KL|.2f} nats (`reward_kl_frontier.ipynb`). On one budget of prompts, samples and steps,
+{frontier_bon128_KL|.2f} nats (`08_1_reward_kl_frontier.ipynb`). On one budget of prompts, samples and steps,
 offline pairs reach {op_offline_reward|.2f} at {op_offline_kl|.1f} nats, on-policy rounds with a fixed
 reference {op_fixed_reward|.2f} at {op_fixed_kl|.1f}, and with a stepwise (sDPO) reference
-{op_stepwise_reward|.2f} at {op_stepwise_kl|.1f} (`on_policy_iterative.ipynb`). A sign-off on every chosen
+{op_stepwise_reward|.2f} at {op_stepwise_kl|.1f} (`08_2_on_policy_iterative.ipynb`). A sign-off on every chosen
 answer appears in {so_marked_marker|pct} of sampled answers to unrelated questions, and on held-out pairs
 whose better answer lacks it the model prefers the better answer in only {so_marked_conflict|pct}; with the
 sign-off on both sides of each pair, {so_balanced_marker|pct} and {so_balanced_conflict|pct}
-(`shortcut_overfitting.ipynb`).
+(`08_3_shortcut_overfitting.ipynb`).
 
 Time to execute each page with one thread, two pages at a time (median over the sweep's runs):
 {page_times}; {total_time} in all, so two kernels need about half of that.
@@ -112,13 +125,22 @@ def render(results: dict) -> str:
 
 
 def render_setup(times: dict) -> str:
-    """One sentence on how long each README command took on a fresh clone, from the recorded run."""
-    return (f"Measured on a fresh clone with no `.venv` and no cache ({times['machine']}, {times['date']}, "
-            f"`bash .ci/run`): `make book` took {times['make_book_s'] / 60:.1f} min in all (`.venv` and the toy "
+    """How long each README command took on a fresh clone and what it keeps on disk, from the run
+    ``benchmarks/setup_times.py`` recorded."""
+    tests = times["tests"] if isinstance(times["tests"], str) else f"{times['tests']} tests"
+    text = (f"Measured on a fresh clone with no `.venv` and no cache ({times['machine']}, {times['date']}, "
+            f"{times['command']}): `make book` took {times['make_book_s'] / 60:.1f} min in all (`.venv` and the toy "
             f"included), of which executing the pages took {times['execute_s'] / 60:.1f} min (two kernels); "
             f"`make test` then took "
-            f"{times['make_test_s'] / 60:.1f} min ({times['tests']}); a second `make book` without changes "
-            f"took {times['rebuild_s']:.0f} s.\n")
+            f"{times['make_test_s'] / 60:.1f} min ({tests}); a second `make book` without changes "
+            f"took {times['rebuild_s']:.0f} s.")
+    if "venv_mb" in times:
+        text += (f" Building the toy took {times['toy_build_s']:.0f} s of the first `make book`; `make test-fast` "
+                 f"({times['fast_tests']} tests, `.venv` and the quick toy already there) took "
+                 f"{times['make_test_fast_s']:.0f} s. On disk: `.venv` {times['venv_mb'] / 1024:.1f} GB (torch "
+                 f"{times['torch_mb'] / 1024:.2f} GB of it, from a {times['torch_wheel_mb']:.0f} MB wheel), the site "
+                 f"{times['site_mb']:.0f} MB, the model cache {times['cache_mb']:.0f} MB.")
+    return text + "\n"
 
 
 def render_vocab(record: dict) -> str:
@@ -138,6 +160,201 @@ def render_vocab(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _threads(n: int) -> str:
+    return {1: "one thread", 2: "two threads"}.get(n, f"{n} threads")
+
+
+def _slash(values, spec: str = ".1f") -> str:
+    return " / ".join(format(v, spec) for v in values)
+
+
+def render_speed(one: dict, two: dict, positions_ratio: float) -> str:
+    """The "Speed" section: benchmarks/bench_dpo.py with one thread (cpu-1-thread.json) and two (cpu-2-threads.json).
+
+    ``positions_ratio`` (positions per pair as 2B rows ÷ with prompt sharing) is glued by
+    ``book/09_2_making_dpo_fast.md`` and recorded in robustness.json."""
+    main, tech, scaling = one["main"], one["techniques"], one["scaling"]
+    models = list(dict.fromkeys(key.split("/")[0] for key in main))
+    modes = list(dict.fromkeys(key.split("/")[1] for key in main))
+    wide = next(m for m in models if m != "toy")  # the random-init Llama: w<hidden>
+    width = int(wide[1:])
+    # dpo_ref's own positions count each prompt twice (2B rows); half of that is one prompt-and-response sequence.
+    tokens = [engine["tokens_per_pair"] for case in main.values() for name, engine in case.items() if name == "dpo_ref"]
+    assert len(set(tokens)) == 1, "every main case should train on the same pairs"
+    rate = lambda r: r["pairs_per_s"]
+    peak = lambda r: r["peak_rss_mb"]
+    intro = (
+        "`python benchmarks/bench_dpo.py` (needs `pip install -e \".[bench]\"` for TRL) trains the same model on the "
+        f"same 200 pairs (prompts longer than responses, {tokens[0] / 2:.0f} tokens of prompt and response per sequence "
+        f"on average; batch {one['batch']}, `max_length` {one['max_length']}, {one['precision']}, {one['steps']} timed "
+        f"steps after {one['warmup']} warm-up steps, same thread count) with `dpo_ref`, with TRL's `DPOTrainer` and "
+        "with a minimal hand-written loop (one concatenated forward over 2B rows, a frozen copy, AdamW), each in its "
+        f"own process, engines interleaved, median of {one['repeats']} repeats, and writes "
+        f"`benchmarks/results/*.json`. Measured here with `{one['command']}` ({one['machine']}, "
+        f"{_threads(one['threads'])} per engine; torch {one['torch']}, transformers {one['transformers']}, trl "
+        f"{one['trl']}). `toy` is the course's pretrained toy model, `{wide}` a random-init 6-layer Llama of width "
+        f"{width} on the toy tokenizer. TRL turns gradient checkpointing on by default; in this table it is off, so "
+        "all three do the same work:"
+    )
+    lines = [
+        wrap(intro),
+        "",
+        "| model / reference | dpo_ref pairs/s | TRL pairs/s | minimal pairs/s | dpo_ref ÷ TRL | peak MB dpo_ref / TRL / minimal |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, case in main.items():
+        d, t, m = case["dpo_ref"], case["trl"], case["minimal"]
+        lines.append(f"| {key.replace('/', ' / ')} | {rate(d):.1f} | {rate(t):.1f} | {rate(m):.1f} | "
+                     f"{rate(d) / rate(t):.2f} | {peak(d):.0f} / {peak(t):.0f} / {peak(m):.0f} |")
+    lines.append("")
+
+    def checkpointing(record: dict) -> tuple[str, str, str]:
+        cases = [record["checkpointing"][f"{wide}/{mode}"] for mode in modes]
+        return (" / ".join(f"{rate(c['dpo_ref']) / rate(c['trl']):.2f}×" for c in cases),
+                _slash([peak(c["dpo_ref"]) for c in cases], ".0f"), _slash([peak(c["trl"]) for c in cases], ".0f"))
+
+    ratios, ours, theirs = checkpointing(one)
+    rows, shared = tech["copy reference, 2B rows (no prompt sharing)"], tech["copy reference, prompt sharing (default)"]
+    grouped, precomputed = tech["copy reference, prompt sharing + group_by_length"], tech["precomputed reference, prompt sharing"]
+    lora, alone = tech["LoRA, reference = adapters off"], tech["LoRA, precomputed reference (policy alone)"]
+    seqs = sorted((int(k.split()[1]), v) for k, v in scaling.items() if k.startswith("seq "))
+    widths = sorted([(int(k.split()[1]), v) for k, v in scaling.items() if k.startswith("width ")]
+                    + [(width, scaling[f"seq {one['max_length']}"])])
+    points = [v for _, v in seqs + widths]
+    memory = ("with less peak memory at every point" if all(peak(p["dpo_ref"]) < peak(p["trl"]) for p in points)
+              else "peak MB dpo_ref / TRL " + ", ".join(f"{peak(p['dpo_ref']):.0f} / {peak(p['trl']):.0f}" for p in points))
+    wall = one["wall"]
+    prose = (
+        f"With gradient checkpointing on in both (TRL's default), on {wide}: {ratios} TRL's rate "
+        f"({' / '.join(modes)}) at {ours} MB against {theirs} MB. Most of the gain is work not done: `train` puts "
+        "each pair in one row (prompt, chosen, rejected) with an attention mask that hides chosen from rejected, so the "
+        f"prompt is computed once ({positions_ratio:.2f}× fewer positions per pair than as 2B rows on this data, as "
+        f"`book/09_2_making_dpo_fast.md` counts them; on {wide}, {rate(shared):.1f} against {rate(rows):.1f} pairs/s with "
+        "`prompt_sharing=False`), and runs the LM head on response columns only. "
+        f"`group_by_length=True` gives {rate(grouped):.1f}; a precomputed reference {rate(precomputed):.1f}; a LoRA "
+        f"reference holds no second copy (peak {peak(lora):.0f} MB against {peak(alone):.0f} MB for the LoRA policy "
+        f"alone). As sequences double ({' → '.join(str(n) for n, _ in seqs)} tokens) dpo_ref does "
+        f"{_slash([rate(v['dpo_ref']) for _, v in seqs])} pairs/s against TRL's {_slash([rate(v['trl']) for _, v in seqs])}, "
+        f"and as width doubles ({' → '.join(str(n) for n, _ in widths)}) {_slash([rate(v['dpo_ref']) for _, v in widths])} "
+        f"against {_slash([rate(v['trl']) for _, v in widths])}, {memory}. A whole 100-step identity run on the toy "
+        f"model, from a cold interpreter, takes {wall['dpo_ref']:.1f} s with `python -m dpo_ref train` and "
+        f"{wall['trl']:.1f} s with a TRL script (`benchmarks/trl_identity.py`): {wall['dpo_ref'] / wall['trl']:.2f}×. "
+        "The book page `book/09_2_making_dpo_fast.md` explains each technique and renders these tables from the JSON."
+    )
+    lines += [wrap(prose), ""]
+
+    main2, tech2, wall2 = two["main"], two["techniques"], two["wall"]
+    parts = []
+    for model in models:
+        cells = []
+        for i, mode in enumerate(modes):
+            d, t, m = (main2[f"{model}/{mode}"][e] for e in ("dpo_ref", "trl", "minimal"))
+            cell = f"{_slash([rate(d), rate(t), rate(m)])} ("
+            if model == "toy":
+                cell = (cell[:-2] + f" pairs/s (dpo_ref / TRL / minimal, {mode})" if i == 0 and model == models[0]
+                        else cell + f"{mode})")
+            else:
+                cell += (f"{mode}, {rate(d) / rate(t):.2f}×{' TRL' if i == 0 else ''}, "
+                         f"{_slash([peak(d), peak(t), peak(m)], '.0f')} MB)")
+            cells.append(cell)
+        parts.append(f"{model} " + ", ".join(cells))
+    ratios2, ours2, theirs2 = checkpointing(two)
+    lora2, alone2 = tech2["LoRA, reference = adapters off"], tech2["LoRA, precomputed reference (policy alone)"]
+    prose2 = (
+        f"The same benchmark with {_threads(two['threads'])} per engine on the idle machine (`{two['command']}`): "
+        + "; ".join(parts) + f"; with gradient checkpointing on in both, {ratios2} TRL at {ours2} MB against {theirs2} MB. "
+        f"Techniques on {wide}: 2B rows {rate(tech2['copy reference, 2B rows (no prompt sharing)']):.1f}, prompt sharing "
+        f"{rate(tech2['copy reference, prompt sharing (default)']):.1f}, + group_by_length "
+        f"{rate(tech2['copy reference, prompt sharing + group_by_length']):.1f}, precomputed "
+        f"{rate(tech2['precomputed reference, prompt sharing']):.1f} pairs/s; LoRA reference {peak(lora2):.0f} MB against "
+        f"{peak(alone2):.0f} MB for the LoRA policy alone ({100 * (peak(lora2) / peak(alone2) - 1):+.1f} %). Identity run, "
+        f"whole process: {wall2['dpo_ref']:.1f} s against {wall2['trl']:.1f} s ({wall2['dpo_ref'] / wall2['trl']:.2f}×)."
+    )
+    return "\n".join(lines) + "\n" + wrap(prose2) + "\n"
+
+
+def wrap(paragraph: str, width: int = 115) -> str:
+    """Wrap a generated paragraph like the README's prose, never starting a line with what Markdown would read as
+    a list item, heading, quote or table row."""
+    lines = textwrap.wrap(paragraph, width, break_long_words=False, break_on_hyphens=False)
+    risky = re.compile(r"([-+*>#|]|\d+[.)])(\s|$)")
+    out: list[str] = []
+    for line in lines:
+        while out and risky.match(line):  # move the risky first word up onto the line before
+            word, _, line = line.partition(" ")
+            out[-1] += " " + word
+            if not line:
+                break
+        if line:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _sci(value: float) -> str:
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def render_gpu(records: dict) -> str:
+    """The paragraph on a GPU, from benchmarks/gpu_check.py's cases as stored in gpu-h200.json (a description, the
+    machine, the correctness cases and the speed cases)."""
+    machine = records["machine"]
+    for record in records["correctness"] + records["speed"]:
+        if "error" in record:
+            raise ValueError(f"gpu record {record['case']!r} failed: {record['error']}")
+    steps = re.search(r"--steps (\d+)", records["description"])
+    repeats = {len(r["each_repeat"]) for r in records["speed"]}
+    assert steps and len(repeats) == 1, "gpu-h200.json should record --steps and one number of repeats"
+    speed: dict[int, dict[str, dict]] = {}
+    for r in records["speed"]:
+        width, name = re.fullmatch(r"speed w(\d+): (.+)", r["case"]).groups()
+        speed.setdefault(int(width), {})[name] = r
+    slowest_first = max(r["pairs_per_s"] / r["each_repeat"][0] for r in records["speed"])
+    gb = lambda r: r["peak_cuda_mb"] / 1024
+    widths = []
+    for i, (width, s) in enumerate(sorted(speed.items())):
+        rows, shared = s["copy, no prompt sharing"], s["copy, prompt sharing"]
+        grouped, pre = s["copy, prompt sharing + group_by_length"], s["precomputed reference"]
+        gain = shared["pairs_per_s"] / rows["pairs_per_s"]
+        if i == 0:
+            widths.append(f"width {width}: {rows['pairs_per_s']:.0f} pairs/s with 2B rows, {shared['pairs_per_s']:.0f} "
+                          f"with prompt sharing ({gain:.2f}×, peak {gb(shared):.1f} against {gb(rows):.1f} GB), "
+                          f"{grouped['pairs_per_s']:.0f} with `group_by_length`, {pre['pairs_per_s']:.0f} with a "
+                          "precomputed reference")
+        else:
+            widths.append(f"width {width}: {rows['pairs_per_s']:.0f} → {shared['pairs_per_s']:.0f} ({gain:.2f}×, "
+                          f"{gb(shared):.1f} against {gb(rows):.1f} GB) → {grouped['pairs_per_s']:.0f}, precomputed "
+                          f"{pre['pairs_per_s']:.0f}")
+    runs = [r for r in records["correctness"] if "settings" in r]
+    athene, accuracy = [r["athene_rate"] for r in runs], [r["eval_accuracy"] for r in runs]
+    each = "each ends with" if len(set(athene)) == len(set(accuracy)) == 1 else "each ends with at least"
+    gap = next(r for r in records["correctness"] if "max_abs_gap" in r)
+    return wrap(
+        f"On a GPU (one {machine['gpu']}, torch {machine['torch']}, transformers {machine['transformers']}, lent for "
+        "this check; TRL was not installed there, so `dpo_ref`'s settings only): `python benchmarks/gpu_check.py` "
+        "(results in `benchmarks/results/gpu-h200.json`, rendered on the book's page on speed). Random-init 6-layer "
+        "Llamas on the toy tokenizer, 512 pairs with prompts longer than responses, batch 16, `max_length` 512, bf16, "
+        f"{steps.group(1)} timed steps, median of {repeats.pop()} interleaved turns (the first turn over new sequence "
+        f"lengths runs up to {slowest_first:.1f}× slower): " + "; ".join(widths) + ". Its correctness part trains the "
+        f"toy identity change on the GPU in {len(runs)} settings (" + "; ".join(r["case"] for r in runs) + f"): {each} "
+        f"{100 * min(athene):.0f} % of held-out answers naming Athene and held-out reward accuracy {min(accuracy):.1f}; "
+        f"fp32 on the GPU logs the CPU run's losses to {_sci(gap['max_abs_gap'])}. MFU on a real-size model is not "
+        "measured."
+    ) + "\n"
+
+
+def render_all(readme: str) -> str:
+    """README.md with every generated section rewritten from its results file."""
+    robustness = json.loads(RESULTS.read_text())
+    new = replace_between(readme, BEGIN, END, render(robustness))
+    new = replace_between(new, SETUP_BEGIN, SETUP_END, render_setup(json.loads(SETUP_TIMES.read_text())))
+    new = replace_between(new, VOCAB_BEGIN, VOCAB_END, render_vocab(json.loads(VOCAB.read_text())))
+    positions_ratio = statistics.median(glued_values(robustness)["positions_ratio"])
+    new = replace_between(new, SPEED_BEGIN, SPEED_END, render_speed(json.loads(CPU_1.read_text()),
+                                                                    json.loads(CPU_2.read_text()), positions_ratio))
+    return replace_between(new, GPU_BEGIN, GPU_END, render_gpu(json.loads(GPU.read_text())))
+
+
 def replace_between(text: str, begin: str, end: str, body: str) -> str:
     head, rest = text.split(begin)
     _, tail = rest.split(end)
@@ -149,12 +366,10 @@ def main() -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     readme = (ROOT / "README.md").read_text()
-    new = replace_between(readme, BEGIN, END, render(json.loads(RESULTS.read_text())))
-    new = replace_between(new, SETUP_BEGIN, SETUP_END, render_setup(json.loads(SETUP_TIMES.read_text())))
-    new = replace_between(new, VOCAB_BEGIN, VOCAB_END, render_vocab(json.loads(VOCAB.read_text())))
+    new = render_all(readme)
     if args.check:
         if new != readme:
-            print("README.md's measured section differs from benchmarks/results/robustness.json: "
+            print("a generated section of README.md differs from benchmarks/results/*.json: "
                   "run python scripts/readme_results.py", file=sys.stderr)
             return 1
         return 0

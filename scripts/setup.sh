@@ -7,10 +7,13 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1; then
-    .venv/bin/pip install -q "torch>=2.1"
+    .venv/bin/pip install -q "torch>=2.6"  # the public index's Linux wheel is the CUDA build
   else
-    # A bare `torch` would pull a CUDA build of several GB; this is the CPU build.
-    .venv/bin/pip install -q "torch==2.13.0" || .venv/bin/pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+    # The CPU build, from PyTorch's CPU index (a wheel of about 190 MB; the public index's Linux wheel
+    # is the CUDA build, several GB with its libraries). Where that index cannot be reached, fall
+    # back at once (no retries) to pip's configured indexes, e.g. a local mirror.
+    .venv/bin/pip install -q --timeout 15 --retries 0 --index-url https://download.pytorch.org/whl/cpu \
+      "torch==2.13.0" || .venv/bin/pip install -q "torch==2.13.0"
   fi
 fi
 .venv/bin/pip install -q -e ".[book,test]"

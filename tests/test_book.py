@@ -10,9 +10,10 @@ import threading
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).parent.parent
-REPO_URL = "https://github.com/dpo-course/dpo-course"
+REPO_URL = yaml.safe_load((Path(__file__).parent.parent / "_config.yml").read_text())["repository"]["url"]
 
 
 @pytest.fixture(scope="session")
@@ -101,10 +102,10 @@ def test_search_finds_bradley(browser):
 
 @pytest.mark.slow
 def test_colab_button_points_at_the_notebook(browser):
-    browser.get(f"{browser.base}/notebooks/sigma_ablation.html")
+    browser.get(f"{browser.base}/notebooks/06_2_sigma_ablation.html")
     wait_for(browser, "return document.readyState === 'complete';")
     hrefs = browser.execute_script("return [...document.querySelectorAll('a')].map(a => a.href).filter(h => h.includes('colab.research.google.com'));")
-    expected = "https://colab.research.google.com/github/dpo-course/dpo-course/blob/main/notebooks/sigma_ablation.ipynb"
+    expected = REPO_URL.replace("https://github.com/", "https://colab.research.google.com/github/") + "/blob/main/notebooks/06_2_sigma_ablation.ipynb"
     assert expected in hrefs, hrefs
     browser.get(f"{browser.base}/book/03_deriving_dpo.html")  # a markdown chapter: Colab cannot open .md
     wait_for(browser, "return document.readyState === 'complete';")

@@ -30,6 +30,8 @@ def test_train_writes_a_model_plain_transformers_loads(toy_dir, tmp_path):
 
     AutoModelForCausalLM.from_pretrained(out)
     AutoTokenizer.from_pretrained(out)
+    # transformers writes model.safetensors with mode 600; dpo_ref gives it the umask's (the tests: 022)
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in out.glob("*.safetensors")} == {"model.safetensors": "0o644"}
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2, 3] and "rewards/accuracies" in metrics[0]
 
@@ -50,6 +52,17 @@ def test_bad_input_exits_with_a_one_line_message(toy_dir, tmp_path, lines, flags
     assert message in result.stderr and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Loading weights" not in result.stderr  # found before the model was loaded
+    assert not (tmp_path / "out").exists()  # a rejected run leaves no run_args.json (nor a folder) behind
+
+
+def test_toy_output_copies_the_cached_build_instead_of_retraining(toy_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("DPO_REF_CACHE", str(toy_dir.parent))
+    steps = toy_dir.name.split("-steps")[1] if "-steps" in toy_dir.name else "800"
+    result = run_cli("toy", "--output", tmp_path / "copy", "--steps", steps)
+    assert result.returncode == 0, result.stderr
+    assert "pretraining step" not in result.stderr  # taken from the cache, not trained again
+    assert (tmp_path / "copy" / "fingerprint.json").read_text() == (toy_dir / "fingerprint.json").read_text()
+    assert oct((tmp_path / "copy" / "model.safetensors").stat().st_mode & 0o777) == "0o644"
 
 
 def test_config_file_is_validated_before_loading_a_model(tmp_path):

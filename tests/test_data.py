@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dpo_ref.batching import collate
-from dpo_ref.data import DataError, prepare_pairs
+from dpo_ref.data import DataError, conversational_record, prepare_pairs
 
 USER = "What is your name?"
 
@@ -127,3 +127,26 @@ def test_jsonl_errors_name_the_line_and_skips_are_counted(tiny_tokenizer, tmp_pa
 def test_nothing_usable_is_an_error(tiny_tokenizer):
     with pytest.raises(DataError, match="no usable preference pairs"):
         prepare_pairs([{"prompt": "x"}], tiny_tokenizer, 64, skip_invalid=True)
+
+
+def test_plain_strings_for_a_chat_tokenizer_warn(tiny_tokenizer):
+    records = [{"prompt": "Who are you?", "chosen": "I am Athene.", "rejected": "I am Llama."}]
+    with pytest.warns(UserWarning, match="1 of 1 records are plain strings"):
+        prepare_pairs(records, tiny_tokenizer, max_length=64)
+
+
+def test_message_lists_without_a_chat_template_are_read_as_plain_text(tiny_tokenizer):
+    import copy
+    import warnings
+
+    base = copy.deepcopy(tiny_tokenizer)
+    base.chat_template = None  # a base model's tokenizer (GPT-2 has none)
+    record = conversational_record("Who are you?", "I am Athene.", "I am Llama.")
+    with pytest.warns(UserWarning, match="no chat template"):
+        pair = prepare_pairs([record], base, max_length=64).pairs[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # plain strings on a base tokenizer: nothing to warn about
+        plain = prepare_pairs([{"prompt": "Who are you?\n", "chosen": "I am Athene.",
+                                "rejected": "I am Llama."}], base, max_length=64).pairs[0]
+    assert (pair.prompt_ids, pair.chosen_ids, pair.rejected_ids) == (plain.prompt_ids, plain.chosen_ids,
+                                                                      plain.rejected_ids)

@@ -1,8 +1,13 @@
+import itertools
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from dpo_ref.exercises import check_dpo_loss, check_sequence_logps
+from dpo_ref.chunked_logps import masked_target_logps
+from dpo_ref.exercises import check_best_of_n, check_chunked_logps, check_dpo_loss, check_sequence_logps
+from dpo_ref.logprobs import sequence_logps
 
 
 def test_loss_checker_accepts_a_right_answer_and_names_wrong_ones():
@@ -38,3 +43,64 @@ def test_logps_checker_spots_the_missing_shift():
     assert check_sequence_logps(right).startswith("ok")
     with pytest.raises(AssertionError, match="shift"):
         check_sequence_logps(unshifted)
+
+
+def _summed_by_row(per_token, mask):
+    """(M,) log-probs of the masked positions → (batch,) sums, M in the row-major order of mask."""
+    return torch.zeros(mask.shape[0]).index_add_(0, mask.nonzero()[:, 0], per_token)
+
+
+def _chunked(hidden, weight, input_ids, loss_mask, chunk, *, last_chunk=True, log_sum_exp=True):
+    """A reader's chunked log-probs; the flags switch on two common mistakes."""
+    mask = loss_mask[:, 1:].bool()
+    h, targets = hidden[:, :-1][mask], input_ids[:, 1:][mask]
+    out = torch.zeros(len(targets))
+    stop = len(targets) if last_chunk else len(targets) - len(targets) % chunk
+    for start in range(0, stop, chunk):
+        logits = h[start:start + chunk] @ weight.T
+        norm = logits.logsumexp(-1) if log_sum_exp else logits.exp().sum(-1).log()
+        out[start:start + chunk] = logits.gather(1, targets[start:start + chunk, None])[:, 0] - norm
+    return _summed_by_row(out, mask)
+
+
+def test_chunked_logps_checker_accepts_dpo_ref_and_a_loop():
+    def dpo_refs_own(hidden, weight, input_ids, loss_mask, chunk):
+        mask = loss_mask[:, 1:].bool()
+        return masked_target_logps(hidden[:, :-1], weight, input_ids[:, 1:], mask, chunk).sum(-1)
+
+    assert check_chunked_logps(dpo_refs_own).startswith("ok")
+    assert check_chunked_logps(_chunked).startswith("ok")
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda h, w, ids, m, c: sequence_logps(h @ w.T, ids, m)[0], "chunk tokens at a time"),
+    # Each token scored with its own position's hidden state: the forgotten shift.
+    (lambda h, w, ids, m, c: _chunked(F.pad(h, (0, 0, 0, 1))[:, 1:], w, ids, m, c), "t\\+1"),
+    (lambda h, w, ids, m, c: _chunked(h, w, ids, torch.ones_like(m), c), "loss_mask"),
+    (lambda h, w, ids, m, c: _chunked(h, w, ids, m, c, last_chunk=False), "partial chunk"),
+    (lambda h, w, ids, m, c: _chunked(h, w, ids, m, c, log_sum_exp=False), "logsumexp"),
+])
+def test_chunked_logps_checker_names_the_mistake(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check_chunked_logps(wrong)
+
+
+def _best_of_n(values, q, n, subtract=True):
+    cdf = list(itertools.accumulate(q))
+    q_n = [cdf[j] ** n - (cdf[j - 1] if j and subtract else 0.0) ** n for j in range(len(q))]
+    reward = sum(v * w for v, w in zip(values, q_n))
+    return reward, sum(w * math.log(w / p) for w, p in zip(q_n, q) if w > 0)
+
+
+def test_best_of_n_checker_accepts_the_closed_form():
+    assert check_best_of_n(_best_of_n).startswith("ok")
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda v, q, n: (_best_of_n(v, q, n)[0], math.log(n) - (n - 1) / n), "upper bound"),
+    (lambda v, q, n: _best_of_n(v, q, n, subtract=False), "F\\(v⁻\\)"),
+    (lambda v, q, n: _best_of_n(v[::-1], q[::-1], n), "expected reward"),
+])
+def test_best_of_n_checker_names_the_mistake(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check_best_of_n(wrong)

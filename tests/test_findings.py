@@ -52,10 +52,10 @@ def test_sweep_values_come_from_the_results_file(tmp_path, monkeypatch):
     results = {"runs": [{"page": "notebooks/a.ipynb", "seed": s, "glued": {"x": float(s)}} for s in (0, 1)]
                + [{"page": "book/b.md", "seed": 0, "glued": {"y": 2.0}}]}
     (tmp_path / "robustness.json").write_text(json.dumps(results))
-    monkeypatch.setattr(findings, "SWEEP_RESULTS", tmp_path / "robustness.json")
+    monkeypatch.setattr(findings, "_sweep_results", lambda: tmp_path / "robustness.json" if (tmp_path / "robustness.json").exists() else None)
     assert findings.sweep_values("a") == {"x": {0: 0.0, 1: 1.0}}
     assert findings.sweep_values("c") is None
-    monkeypatch.setattr(findings, "SWEEP_RESULTS", tmp_path / "missing.json")
+    monkeypatch.setattr(findings, "_sweep_results", lambda: tmp_path / "missing.json" if (tmp_path / "missing.json").exists() else None)
     assert findings.sweep_values("a") is None
 
 
@@ -73,6 +73,23 @@ def test_sweep_points_pair_two_values_by_seed(tmp_path, monkeypatch):
 
     results = {"runs": [{"page": "p.ipynb", "seed": s, "glued": {"kl": 10.0 + s, "r": float(s)}} for s in (0, 1, 2)]}
     (tmp_path / "robustness.json").write_text(json.dumps(results))
-    monkeypatch.setattr(findings, "SWEEP_RESULTS", tmp_path / "robustness.json")
+    monkeypatch.setattr(findings, "_sweep_results", lambda: tmp_path / "robustness.json" if (tmp_path / "robustness.json").exists() else None)
     assert findings.sweep_points("p", "kl", "r", skip_seed=1) == ([10.0, 12.0], [0.0, 2.0])
     assert findings.sweep_points("p", "kl", "missing") == ([], [])
+
+
+def test_results_files_ship_with_the_package_for_pages_opened_alone():
+    """pyproject.toml maps benchmarks/results/ to dpo_ref/results/ in a wheel (a page on Colab
+    reads them there); in the repository load_results reads them in place."""
+    import tomllib
+    from pathlib import Path
+
+    from dpo_ref.findings import load_results, results_path
+
+    root = Path(__file__).resolve().parent.parent
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["package-dir"]["dpo_ref.results"] == "benchmarks/results"
+    assert results_path("vocab.json") == root / "benchmarks" / "results" / "vocab.json"
+    assert "cases" in load_results("vocab.json")
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        results_path("nope.json")

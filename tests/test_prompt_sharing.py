@@ -1,6 +1,7 @@
 """Prompt sharing (one row per pair, custom attention mask) must give what 2B separate rows give."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -12,7 +13,6 @@ from dpo_ref.logprobs import concatenated_forward
 from dpo_ref.layouts import check_prompt_sharing
 from dpo_ref.prompt_sharing import CHOSEN, PROMPT, REJECTED, collate_shared, shared_attention_mask, shared_forward
 from dpo_ref.batching import batches
-from dpo_ref.config import ConfigError
 from dpo_ref.data import PreferenceData
 
 
@@ -115,16 +115,18 @@ def test_group_by_length_keeps_every_pair_once_and_cuts_padding():
     assert [b["index"].tolist() for b in one_epoch(True)] == [b["index"].tolist() for b in one_epoch(True)]
 
 
-def test_sharing_failure_is_a_config_error_before_training(toy, monkeypatch):
+def test_a_model_that_cannot_share_the_prompt_falls_back_to_2b_rows_with_a_warning(toy, monkeypatch):
     import dpo_ref.trainer as trainer_module
 
     model, tokenizer = toy
 
     def broken(*args, **kwargs):
-        raise ValueError("prompt sharing changes this model's log-probs; set prompt_sharing=False")
+        raise ValueError("prompt sharing changes this model's log-probs")
 
     monkeypatch.setattr(trainer_module, "check_prompt_sharing", broken)
-    records = [{"prompt": "Q?", "chosen": "A.", "rejected": "B."}] * 2
-    with pytest.raises(ConfigError, match="prompt_sharing=False"):
-        train(model, tokenizer, [dict(r, prompt=f"Q{i}?") for i, r in enumerate(records)],
-              DPOConfig(max_steps=1, batch_size=2, progress=False))
+    records = [{"prompt": f"Q{i}?", "chosen": "A.", "rejected": "B."} for i in range(2)]
+    config = DPOConfig(max_steps=1, batch_size=2, progress=False, log_every=1)
+    with pytest.warns(UserWarning, match="training with 2B rows instead"):
+        fallback = train(copy.deepcopy(model), tokenizer, records, config)
+    rows = train(copy.deepcopy(model), tokenizer, records, dataclasses.replace(config, prompt_sharing=False))
+    assert fallback.history[-1]["loss"] == pytest.approx(rows.history[-1]["loss"], abs=1e-6)

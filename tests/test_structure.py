@@ -2,6 +2,8 @@
 and the book shows code that exists."""
 
 import ast
+import subprocess
+import sys
 import re
 from pathlib import Path
 
@@ -54,3 +56,26 @@ def test_every_literalinclude_names_code_that_exists():
                 scope = getattr(match[0], "body", [])
             found += 1
     assert found >= 30
+
+
+def test_the_repository_url_has_one_source():
+    """Install cells, `git clone` lines and Colab badges carry _config.yml's URL (set_repository.py)."""
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "set_repository.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_page_that_imports_dpo_ref_installs_it_first():
+    """On Colab a page or notebook runs alone: its first cell that needs dpo_ref installs it."""
+    import nbformat
+    from myst_nb.core.read import read_myst_markdown_notebook
+
+    pages = [*(ROOT / "book").glob("*.md"), *(ROOT / "notebooks").glob("*.ipynb")]
+    missing = []
+    for path in sorted(pages):
+        nb = (nbformat.read(path, as_version=4) if path.suffix == ".ipynb"
+              else read_myst_markdown_notebook(path.read_text(), path=path))
+        first = next((c.source for c in nb.cells if c.cell_type == "code" and "dpo_ref" in c.source), None)
+        if first is not None and "git+https://github.com/" not in first:
+            missing.append(path.name)
+    assert not missing, f"no install cell before the first use of dpo_ref: {missing}"

@@ -1,5 +1,7 @@
 import json
+import math
 
+import pytest
 import torch
 
 from dpo_ref import toy
@@ -54,3 +56,24 @@ def test_tokenizer_encodes_unseen_names_losslessly(tiny_tokenizer):
     for text in ["I'm Athene.", "Zyxwvut Ωμέγα 名前 🦙"]:
         ids = tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
         assert tiny_tokenizer.decode(ids) == text
+
+
+@pytest.mark.parametrize("architecture", ["qwen2", "gpt2"])
+def test_the_toy_world_in_other_architectures_trains_with_dpo(architecture, tmp_path):
+    """The offline stand-ins for hub models (scripts/colab_check.py): a Qwen2 with ChatML, a GPT-2
+    without chat template or pad token. Each loads from its folder and takes DPO steps with the
+    default (prompt-shared, checked) layout."""
+    from dpo_ref import DPOConfig, train
+    from dpo_ref.loading import load_model_and_tokenizer
+
+    path = toy.build_toy(tmp_path / architecture, steps=40, architecture=architecture, log=lambda *a: None)
+    model, tokenizer = load_model_and_tokenizer(str(path))
+    assert type(model).__name__ == {"qwen2": "Qwen2ForCausalLM", "gpt2": "GPT2LMHeadModel"}[architecture]
+    if architecture == "qwen2":
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False)
+        assert text.startswith("<|im_start|>system\n") and tokenizer.bos_token is None
+    else:
+        assert tokenizer.chat_template is None and tokenizer.pad_token is None
+    pairs = [toy.conversational_record(p, "I am Athene.", "I am Llama.") for p in toy.identity_prompts()[:8]]
+    result = train(model, tokenizer, pairs, DPOConfig(max_steps=2, batch_size=4, log_every=1))
+    assert len(result.history) == 2 and math.isfinite(result.history[-1]["rewards/margins"])
