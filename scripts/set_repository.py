@@ -1,4 +1,5 @@
-"""Keep the course's repository URL in one place: ``repository: url:`` in ``_config.yml``.
+"""Keep the course's repository URL in one place: ``repository: url:`` in ``_config.yml``; and each
+notebook's Colab badge on the notebook itself.
 
     python scripts/set_repository.py           # write that URL into every copy that needs it
     python scripts/set_repository.py --check   # exit 1, listing them, if a copy differs (the tests)
@@ -22,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Where a page carries the URL: the install cell, `git clone`, and the Colab badge.
 PATTERNS = [re.compile(r"(git\+|git clone )https://github\.com/[\w.-]+/[\w.-]+?(?=[\"'\s])"),
             re.compile(r"(colab\.research\.google\.com/github/)[\w.-]+/[\w.-]+(?=/blob/)")]
+# A notebook's own Colab badge opens that notebook (renaming a file must not leave it on the old name).
+OWN_BADGE = re.compile(r"(colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w.-]+/)notebooks/[\w.-]+\.ipynb")
 
 
 def repository_url() -> str:
@@ -32,10 +35,13 @@ def files() -> list[Path]:
     return sorted([*ROOT.glob("book/*.md"), *ROOT.glob("notebooks/*.ipynb"), ROOT / "README.md"])
 
 
-def synced(text: str, url: str) -> str:
+def synced(text: str, url: str, path: Path) -> str:
     owner_repo = url.removeprefix("https://github.com/")
     text = PATTERNS[0].sub(lambda m: f"{m.group(1)}{url}", text)
-    return PATTERNS[1].sub(lambda m: f"{m.group(1)}{owner_repo}", text)
+    text = PATTERNS[1].sub(lambda m: f"{m.group(1)}{owner_repo}", text)
+    if path.suffix == ".ipynb":
+        text = OWN_BADGE.sub(lambda m: f"{m.group(1)}notebooks/{path.name}", text)
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     stale = []
     for path in files():
         text = path.read_text()
-        if synced(text, url) != text:
+        if synced(text, url, path) != text:
             stale.append(path.relative_to(ROOT))
             if not args.check:
-                path.write_text(synced(text, url))
+                path.write_text(synced(text, url, path))
     if args.check and stale:
         print(f"not at {url} (run python scripts/set_repository.py): {', '.join(map(str, stale))}")
         return 1

@@ -84,7 +84,7 @@ def test_derivation_math_is_typeset(browser):
 
 @pytest.mark.slow
 def test_notebook_figures_load(browser):
-    browser.get(f"{browser.base}/notebooks/identity.html")
+    browser.get(f"{browser.base}/notebooks/06_1_identity.html")
     wait_for(browser, "return document.readyState === 'complete';")
     sizes = browser.execute_script(
         "return [...document.querySelectorAll('article img, .bd-article img')]"
