@@ -4,9 +4,10 @@ Rafailov et al. 2023, "Direct Preference Optimization: Your Language Model is Se
 arXiv 2305.18290. The names below are the public API (the book's overview page has the map of the
 modules): records to pairs (``prepare_pairs``), pairs to batches (``collate``, or the row ``Layout``
 that ``train`` chooses), log-probs (``sequence_logps``, ``concatenated_forward``), the loss
-(``dpo_loss``), π_ref (``CopyReference``, ``LoraReference``, ``PrecomputedReference``), the run
-(``DPOConfig``, ``train``) and loading a model (``load_model_and_tokenizer``). Errors that name what to
-fix: ``DataError``, ``ConfigError``, ``CheckpointError``.
+(``dpo_loss``), π_ref (``CopyReference``, ``LoraReference``, ``PrecomputedReference``,
+``TrustRegionReference``, ``NoReference``), the run (``DPOConfig``, ``train``) and loading a model
+(``load_model_and_tokenizer``). Errors that name what to fix: ``DataError``, ``ConfigError``,
+``CheckpointError``.
 """
 
 from .batching import collate
@@ -17,13 +18,15 @@ from .layouts import ROWS, Layout
 from .loading import load_model_and_tokenizer
 from .logprobs import concatenated_forward, sequence_logps
 from .losses import LOSS_TYPES, dpo_loss
-from .reference import CopyReference, LoraReference, PrecomputedReference
+from .reference import (CopyReference, LoraReference, NoReference, PrecomputedReference,
+                        TrustRegionReference)
 from .trainer import TrainResult, train
 
 __all__ = [
     "prepare_pairs", "PreferenceData", "PreferencePair", "DataError", "collate", "Layout", "ROWS",
     "sequence_logps", "concatenated_forward", "LOSS_TYPES", "dpo_loss", "CopyReference", "LoraReference",
-    "PrecomputedReference", "DPOConfig", "ConfigError", "TrainResult", "train", "load_model_and_tokenizer",
+    "PrecomputedReference", "TrustRegionReference", "NoReference", "DPOConfig", "ConfigError",
+    "TrainResult", "train", "load_model_and_tokenizer",
     "CheckpointError",
 ]
 __version__ = "0.1.0"

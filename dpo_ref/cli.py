@@ -46,6 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--beta", type=float)
     tr.add_argument("--loss-type", metavar="|".join(LOSS_TYPES))
     tr.add_argument("--label-smoothing", type=float)
+    tr.add_argument("--length-normalize", action=argparse.BooleanOptionalAction, default=None,
+                    help="per-token mean log-probs (default: ipo, sigmoid_norm, simpo, orpo only)")
+    tr.add_argument("--rpo-alpha", type=float, help="rpo: weight α of the chosen NLL (default 1)")
+    tr.add_argument("--dpop-lambda", type=float, help="dpop: weight λ of the penalty (default 50)")
+    tr.add_argument("--rdpo-alpha", type=float, help="rdpo: α per token of length difference (> 0)")
+    tr.add_argument("--simpo-gamma", type=float, help="simpo: target margin γ (default 0.5)")
     tr.add_argument("--steps", type=int, dest="max_steps")
     tr.add_argument("--epochs", type=float)
     tr.add_argument("--batch-size", type=int)
@@ -55,7 +61,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--lr-schedule", metavar="|".join(LR_SCHEDULES))
     tr.add_argument("--max-length", type=int)
     tr.add_argument("--seed", type=int)
-    tr.add_argument("--reference", metavar="|".join(REFERENCES))
+    tr.add_argument("--reference", metavar="|".join(REFERENCES),
+                    help="π_ref: tr moves a copy toward the policy (TR-DPO); none: for simpo, orpo")
+    tr.add_argument("--ref-model-mixup-alpha", type=float,
+                    help="tr: θ_ref ← α·θ + (1 − α)·θ_ref (default 0.6)")
+    tr.add_argument("--ref-model-sync-steps", type=int, help="tr: steps τ between updates (default 512)")
     tr.add_argument("--lora", action="store_true", default=None, help="train LoRA adapters (implied by --reference lora)")
     tr.add_argument("--no-prompt-sharing", dest="prompt_sharing", action="store_false", default=None,
                     help="run prompt + chosen and prompt + rejected as separate rows (for attention without custom masks)")

@@ -12,9 +12,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .devices import DTYPES
-from .losses import check_loss_settings
+from .losses import LOSS_SETTINGS, PER_TOKEN, REFERENCE_FREE, check_loss_settings
 
-REFERENCES = ("copy", "lora", "precomputed")
+REFERENCES = ("copy", "lora", "precomputed", "tr", "none")
 PRECISIONS = ("auto", *DTYPES)
 LR_SCHEDULES = ("linear", "cosine", "constant")
 
@@ -28,8 +28,14 @@ class DPOConfig:
     beta: float = 0.1
     loss_type: str = "sigmoid"            # one of losses.LOSS_TYPES
     label_smoothing: float = 0.0          # ε of cdpo / robust
-    length_normalize: bool | None = None  # None: per-token mean for ipo (as TRL), sum otherwise (paper)
-    reference: str = "copy"               # copy | lora | precomputed
+    length_normalize: bool | None = None  # None: per-token mean for ipo (as TRL) and PER_TOKEN losses
+    rpo_alpha: float = 1.0                # α of rpo: weight of the NLL of y_w (per token)
+    dpop_lambda: float = 50.0             # λ of dpop (Smaug's value)
+    rdpo_alpha: float = 0.0               # α of rdpo, per token of length difference (rdpo needs > 0)
+    simpo_gamma: float = 0.5              # γ of simpo, the target margin (TRL's default)
+    reference: str = "copy"               # copy | lora | precomputed | tr | none (see reference.py)
+    ref_model_mixup_alpha: float = 0.6    # α of reference="tr": θ_ref ← α·θ + (1 − α)·θ_ref
+    ref_model_sync_steps: int = 512       # τ of reference="tr": optimizer steps between two updates
     lr: float = 5e-6
     weight_decay: float = 0.0
     warmup_steps: int = 0
@@ -66,8 +72,8 @@ class DPOConfig:
     progress: bool = True
 
     def __post_init__(self):
-        try:  # β, loss_type and ε are checked where the loss is defined
-            check_loss_settings(self.beta, self.loss_type, self.label_smoothing)
+        try:  # β, loss_type, ε and the variants' coefficients are checked where the loss is defined
+            check_loss_settings(**self.loss_settings)
         except ValueError as error:
             raise ConfigError(str(error)) from None
         checks = [
@@ -88,6 +94,7 @@ class DPOConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        self.check_reference()
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "DPOConfig":
@@ -97,13 +104,56 @@ class DPOConfig:
             raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
         return cls(**values)
 
+    def check_reference(self) -> None:
+        """The reference a loss needs, and TR-DPO's settings: simpo and orpo require reference="none"
+        (they are refused with any other reference rather than loading a model they never read)."""
+        loss, ref = self.loss_type, self.reference
+        defaults = {f.name: f.default for f in fields(self)}
+        tr_fields = ("ref_model_mixup_alpha", "ref_model_sync_steps")
+        moved = any(getattr(self, name) != defaults[name] for name in tr_fields)
+        checks = [
+            (loss not in REFERENCE_FREE or ref == "none",
+             f"loss_type {loss!r} uses no reference model: set reference='none' (the {ref!r} "
+             "reference would be built and never read)"),
+            (ref != "none" or loss in REFERENCE_FREE,
+             f"reference='none' works only with the reference-free loss types "
+             f"({', '.join(REFERENCE_FREE)}); loss_type {loss!r} needs π_ref"),
+            (loss not in PER_TOKEN or self.length_normalize is not False,
+             f"loss_type {loss!r} is defined on per-token mean log-probs: length_normalize must be "
+             "None or True"),
+            (0 < self.ref_model_mixup_alpha <= 1,
+             f"ref_model_mixup_alpha must be in (0, 1], got {self.ref_model_mixup_alpha}"),
+            (self.ref_model_sync_steps >= 1,
+             f"ref_model_sync_steps must be >= 1, got {self.ref_model_sync_steps}"),
+            (ref == "tr" or not moved,
+             f"ref_model_mixup_alpha and ref_model_sync_steps are TR-DPO's, read only with "
+             f"reference='tr'; the {ref!r} reference never moves"),
+            (ref != "tr" or not self.lora,
+             "reference='tr' mixes whole weights; with lora=True it would mix the adapters' A and "
+             "B, and the product B·A of mixed adapters is not the mix of their products: train "
+             "without lora"),
+            (ref != "tr" or not self.resume,
+             "resume cannot restore reference='tr': checkpoints hold the policy, not the moved "
+             "reference"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def loss_settings(self) -> dict[str, Any]:
+        """``dpo_loss``'s keyword arguments that come from the config (``losses.LOSS_SETTINGS``)."""
+        return {name: getattr(self, name) for name in LOSS_SETTINGS}
+
     @property
     def use_lora(self) -> bool:
         return self.lora or self.reference == "lora"
 
     @property
     def mean_logps(self) -> bool:
-        return self.loss_type == "ipo" if self.length_normalize is None else self.length_normalize
+        if self.length_normalize is None:
+            return self.loss_type in ("ipo", *PER_TOKEN)
+        return self.length_normalize
 
     def total_steps(self, n_pairs: int) -> int:
         """Optimizer steps of a run over ``n_pairs``: ``max_steps``, else ``epochs`` over the data."""

@@ -5,8 +5,9 @@ The parts, in bytes (P parameters, L LoRA parameters, 16-bit autocast on a GPU):
 - weights: full fine-tuning keeps fp32 master weights (4P) and autocast's 16-bit copies of them for the
   step (2P); LoRA keeps the base in 16 bits (2P) and the adapters in fp32 (4L);
 - gradients (4P or 4L) and AdamW's two moments (8P or 8L);
-- the reference: a frozen copy of the policy (``copy``: its master weights, 4P, or the 16-bit base with
-  LoRA, 2P) or nothing (``lora``: adapters off; ``precomputed``: numbers computed before training);
+- the reference: a frozen copy of the policy (``copy``, and TR-DPO's moving copy ``tr``: its master
+  weights, 4P, or the 16-bit base with LoRA, 2P) or nothing (``lora``: adapters off; ``precomputed``:
+  numbers computed before training; ``none``: the reference-free losses have no π_ref);
 - activations kept for the backward pass, per token and layer (``activation_elements``), or only each
   layer's input with gradient checkpointing;
 - the log-prob computation: the fp32 logits of every response token, several V-sized tensors each
@@ -77,7 +78,7 @@ SHAPES = {s.name: s for s in (
 def training_memory(shape: Shape, reference: str = "copy", lora: bool = False, batch: int = 2,
                     prompt_tokens: int = 256, response_tokens: int = 256, gradient_checkpointing: bool = False,
                     chunked: bool = True, chunk: int = 64, act_bytes: int = 2, lora_r: int = 16) -> dict[str, float]:
-    """Bytes per part for one training step (``reference``: copy | lora | precomputed).
+    """Bytes per part for one training step (``reference``: copy | lora | precomputed | tr | none).
 
     Tokens: ``batch`` pairs, each a prompt and two responses (prompt sharing: the prompt runs once).
     ``act_bytes``: 2 under 16-bit autocast, 4 in fp32 (the CPU).
@@ -85,11 +86,13 @@ def training_memory(shape: Shape, reference: str = "copy", lora: bool = False, b
     lora = lora or reference == "lora"
     P, L = shape.params(), shape.lora_params(lora_r) if lora else 0
     trained = L if lora else P
+    copy_bytes = 2 * P if lora else 4 * P  # the frozen copy: 16-bit base with LoRA, else fp32 weights
     parts = {
         "weights": 2 * P + 4 * L if lora else (4 + (2 if act_bytes == 2 else 0)) * P,
         "gradients": 4 * trained,
         "AdamW state": 8 * trained,
-        "reference": {"copy": 2 * P if lora else 4 * P, "lora": 0, "precomputed": 0}[reference],
+        "reference": {"copy": copy_bytes, "tr": copy_bytes, "lora": 0, "precomputed": 0,
+                      "none": 0}[reference],
     }
     tokens = batch * (prompt_tokens + 2 * response_tokens)
     per_token = shape.hidden if gradient_checkpointing else shape.activation_elements()

@@ -1,4 +1,4 @@
-"""The reference policy π_ref, three ways, behind one method: ``logps(batch) -> (chosen, rejected)``.
+"""The reference policy π_ref, five ways, behind one method: ``logps(batch) -> (chosen, rejected)``.
 
 - ``CopyReference``: a frozen deep copy of the starting policy. Simple; doubles the weights in memory.
 - ``LoraReference``: the policy is a PEFT LoRA model; with its adapters disabled it *is* the base model,
@@ -6,6 +6,10 @@
   an adapter that was already trained makes "adapters off" a different model from the starting policy.
 - ``PrecomputedReference``: one pass over the data before training stores π_ref's log-probs per pair;
   training then needs no reference forward at all.
+- ``TrustRegionReference`` (``tr``): TR-DPO's frozen copy that moves toward the policy every τ steps.
+- ``NoReference`` (``none``): no π_ref at all, for the reference-free losses (SimPO, ORPO).
+
+The loop calls ``after_step(policy, step)`` once per optimizer step; only TR-DPO's reference uses it.
 
 Each reads its batches with the run's ``Layout`` (``dpo_ref.layouts``), so its log-probs are summed or
 averaged exactly as the policy's are.
@@ -15,15 +19,21 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterable
 
 import torch
 
 from .layouts import ROWS, Layout
 
 
-class Reference(Protocol):
-    def logps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]: ...
+class Reference:
+    """What the loop asks of π_ref: the log-probs of a batch, and a call after each optimizer step."""
+
+    def logps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def after_step(self, policy: torch.nn.Module, step: int) -> None:
+        """Called once after optimizer step ``step`` (from 1): π_ref stays (TR-DPO's moves)."""
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -31,7 +41,7 @@ def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model).eval().requires_grad_(False)
 
 
-class CopyReference:
+class CopyReference(Reference):
     def __init__(self, policy: torch.nn.Module, layout: Layout = ROWS, frozen: torch.nn.Module | None = None):
         """``frozen``: the copy, when it was taken already (FSDP shards it with the policy first)."""
         self.model = frozen if frozen is not None else frozen_copy(policy)
@@ -43,7 +53,7 @@ class CopyReference:
         return out["chosen_logps"], out["rejected_logps"]
 
 
-class LoraReference:
+class LoraReference(Reference):
     def __init__(self, policy: torch.nn.Module, layout: Layout = ROWS):
         if not hasattr(policy, "disable_adapter"):
             raise TypeError("the 'lora' reference needs a PEFT model (wrap the policy with peft.get_peft_model)")
@@ -57,7 +67,7 @@ class LoraReference:
         return out["chosen_logps"], out["rejected_logps"]
 
 
-class PrecomputedReference:
+class PrecomputedReference(Reference):
     """Reference log-probs looked up by the pair's ``index`` (set by the collator)."""
 
     def __init__(self, chosen: torch.Tensor, rejected: torch.Tensor):
@@ -88,17 +98,50 @@ class PrecomputedReference:
         return self.chosen[index], self.rejected[index]
 
 
+class TrustRegionReference(CopyReference):
+    """TR-DPO's soft update (Gorbatovski et al. 2024, arXiv 2404.09656): a frozen copy that every τ
+    optimizer steps moves toward the policy, θ_ref ← α·θ + (1 − α)·θ_ref (α = 1: π_ref := π_θ, the
+    hard update). TRL's ``sync_ref_model``, with α ``ref_model_mixup_alpha``, τ
+    ``ref_model_sync_steps``.
+    """
+
+    def __init__(self, policy: torch.nn.Module, layout: Layout = ROWS,
+                 frozen: torch.nn.Module | None = None, alpha: float = 0.6, sync_steps: int = 512):
+        super().__init__(policy, layout, frozen)
+        self.alpha, self.sync_steps = alpha, sync_steps
+
+    @torch.no_grad()
+    def after_step(self, policy: torch.nn.Module, step: int) -> None:
+        if step % self.sync_steps == 0:  # the copy was taken whole, so its parameters pair with θ's
+            for ref, new in zip(self.model.parameters(), policy.parameters(), strict=True):
+                ref.mul_(1 - self.alpha).add_(new, alpha=self.alpha)  # TRL's two ops: the same bits
+
+
+class NoReference(Reference):
+    """No π_ref: nothing is copied, precomputed or run. For the losses that read no reference
+    (``losses.REFERENCE_FREE``: simpo, orpo), which ``DPOConfig`` allows with this one only."""
+
+    def logps(self, batch: dict[str, torch.Tensor]) -> tuple[None, None]:
+        return None, None
+
+
 def make_reference(strategy: str, policy: torch.nn.Module, layout: Layout,
                    ordered_batches: Callable[[], Iterable[dict]], n_pairs: int,
-                   frozen: torch.nn.Module | None = None, autocast: Callable | None = None) -> Reference:
+                   frozen: torch.nn.Module | None = None, autocast: Callable | None = None,
+                   mixup_alpha: float = 0.6, sync_steps: int = 512) -> Reference:
     """π_ref for ``DPOConfig.reference``, built from the policy as training starts.
 
     ``ordered_batches()`` yields the training pairs once in order (only ``precomputed`` reads them).
     With LoRA, the precomputation runs on the base model: fresh adapters change nothing yet, but
-    "adapters off" is exactly the model that training starts from.
+    "adapters off" is exactly the model that training starts from. ``mixup_alpha``, ``sync_steps``:
+    TR-DPO's α and τ (``tr`` only).
     """
+    if strategy == "none":
+        return NoReference()
     if strategy == "copy":
         return CopyReference(policy, layout, frozen)
+    if strategy == "tr":
+        return TrustRegionReference(policy, layout, frozen, mixup_alpha, sync_steps)
     if strategy == "lora":
         return LoraReference(policy, layout)
     with policy.disable_adapter() if hasattr(policy, "disable_adapter") else contextlib.nullcontext():

@@ -48,7 +48,8 @@ def batch_loss(model, batch: dict[str, torch.Tensor], reference: Reference, conf
         ref_chosen, ref_rejected = reference.logps(batch)
     losses, chosen_rewards, rejected_rewards = dpo_loss(
         policy["chosen_logps"], policy["rejected_logps"], ref_chosen, ref_rejected,
-        config.beta, config.loss_type, config.label_smoothing,
+        chosen_tokens=policy["chosen_tokens"], rejected_tokens=policy["rejected_tokens"],
+        mean_logps=layout.mean, **config.loss_settings,
     )
     return losses, pair_metrics(losses, chosen_rewards, rejected_rewards, policy)
 
@@ -107,7 +108,7 @@ def policy_and_reference(model, config: DPOConfig, train_data: PreferenceData, l
     before π_ref's log-probs are precomputed in it.
     """
     model = prepare_policy(model, config, device)
-    frozen = frozen_copy(model) if config.reference == "copy" else None
+    frozen = frozen_copy(model) if config.reference in ("copy", "tr") else None
     if config.fsdp:  # in place: each process keeps its shards of the policy (and of the copy)
         for module in filter(None, (model, frozen)):
             shard(module, device, config.fsdp_reshard_after_forward)
@@ -118,7 +119,8 @@ def policy_and_reference(model, config: DPOConfig, train_data: PreferenceData, l
             warnings.warn(f"{error}: training with 2B rows instead (as prompt_sharing=False)", stacklevel=3)
             layout = replace(layout, shared_prompt=False)
     in_batches = lambda: (b for _, b in in_order(train_data, config.batch_size, pad_id, device, layout.collate))
-    reference = make_reference(config.reference, model, layout, in_batches, len(train_data), frozen, autocast)
+    reference = make_reference(config.reference, model, layout, in_batches, len(train_data), frozen,
+                               autocast, config.ref_model_mixup_alpha, config.ref_model_sync_steps)
     trained = model if config.fsdp else data_parallel(model, procs, device)  # DDP over several processes
     return model, trained, reference, layout
 
@@ -182,6 +184,7 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
         scaler.step(optimizer)  # optimizer.step(), skipped by fp16's scaler if a gradient overflowed
         scaler.update()
         scheduler.step()
+        reference.after_step(model, step)  # TR-DPO's reference moves toward the policy; the others stay
         optimizer.zero_grad(set_to_none=True)
         log.grad_norms.append(grad_norm)
 
