@@ -136,10 +136,10 @@ def render_setup(times: dict) -> str:
             f"took {times['rebuild_s']:.0f} s.")
     if "venv_mb" in times:
         text += (f" Building the toy took {times['toy_build_s']:.0f} s of the first `make book`; `make test-fast` "
-                 f"({times['fast_tests']} tests, `.venv` and the quick toy already there) took "
-                 f"{times['make_test_fast_s']:.0f} s. On disk: `.venv` {times['venv_mb'] / 1024:.1f} GB (torch "
-                 f"{times['torch_mb'] / 1024:.2f} GB of it, from a {times['torch_wheel_mb']:.0f} MB wheel), the site "
-                 f"{times['site_mb']:.0f} MB, the model cache {times['cache_mb']:.0f} MB.")
+                 f"({times['fast_tests']} tests, `.venv` already there, its quick toy built first) took "
+                 f"{times['make_test_fast_s']:.0f} s. On disk: `.venv` {times['venv_mb'] / 1024:.1f} GiB (torch "
+                 f"{times['torch_mb'] / 1024:.2f} GiB of it, from a {times['torch_wheel_mb']:.0f} MiB wheel), the "
+                 f"site {times['site_mb']:.0f} MiB, the model cache {times['cache_mb']:.0f} MiB.")
     return text + "\n"
 
 
