@@ -12,6 +12,7 @@ import random
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from .chunked_logps import masked_target_logps, target_logps
 from .logprobs import sequence_logps
@@ -234,5 +235,66 @@ def check_best_of_n(user_fn: Callable, trials: int = 6) -> str:
                 q_text = ", ".join(f"{p:.3f}" for p in q)
                 raise AssertionError(f"trial {trial} (n={n}, values={values}, q=[{q_text}]): "
                                      f"your {name} is {t:.6f}, expected {o:.6f}{hint}")
-    return (f"ok: your best-of-n reward and KL match an enumeration of all draws in {len(cases)} "
-            "cases")
+    return f"ok: your best-of-n reward and KL match an enumeration of all draws in {len(cases)} cases"
+
+
+# ---------------------------------------------------------------- book/10_1: SimPO and ORPO
+def _compare_family_loss(user_fn: Callable, ours_fn: Callable, hints: dict[str, Callable],
+                         what: str, trials: int) -> str:
+    """``user_fn(chosen, rejected, n_chosen, n_rejected)`` (summed log-probs of 8 pairs, lengths of 1
+    to 40 tokens) against ``ours_fn`` in values, shape and gradients; on a mismatch, name the first of
+    ``hints`` (wrong versions of the loss) that the reader's values match."""
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(trials):
+        n_c, n_r = (torch.randint(1, 41, (8,), generator=generator).double() for _ in range(2))
+        inputs = [(-(torch.rand(8, generator=generator, dtype=torch.float64) * 3 + 0.05) * n)
+                  .requires_grad_(True) for n in (n_c, n_r)]
+        theirs, ours = user_fn(*inputs, n_c, n_r), ours_fn(*inputs, n_c, n_r)
+        if not isinstance(theirs, torch.Tensor) or theirs.shape != (8,):
+            got = tuple(theirs.shape) if isinstance(theirs, torch.Tensor) else type(theirs).__name__
+            raise AssertionError(f"expected one loss per pair, shape (8,), got {got} (did you average?)")
+        if not torch.allclose(theirs, ours, atol=1e-6, rtol=1e-6):
+            hint = next((f" — {message}" for message, wrong in hints.items()
+                         if torch.allclose(theirs, wrong(*inputs, n_c, n_r), atol=1e-6)), "")
+            i = int((theirs - ours).abs().argmax())
+            raise AssertionError(f"trial {trial}, pair {i}: your {what} loss is {theirs[i].item():.6f}, "
+                                 f"expected {ours[i].item():.6f}{hint}")
+        for name, g_t, g_o in zip(("chosen", "rejected"),
+                                  torch.autograd.grad(theirs.sum(), inputs, allow_unused=True),
+                                  torch.autograd.grad(ours.sum(), inputs)):
+            if g_t is None or not torch.allclose(g_t, g_o, atol=1e-6):
+                raise AssertionError(f"trial {trial}: the gradient with respect to the {name} "
+                                     "log-probs differs (is something detached?)")
+    return f"ok: your {what} loss matches dpo_loss in value and gradient on {trials} random batches"
+
+
+def check_simpo_loss(user_fn: Callable, beta: float = 2.0, gamma: float = 1.0, trials: int = 5) -> str:
+    """``user_fn(chosen_logps, rejected_logps, chosen_tokens, rejected_tokens, beta, gamma)`` → SimPO's
+    per-pair losses from *summed* log-probs and lengths, against ``dpo_loss(loss_type="simpo")``."""
+    def simpo(c, r, n_c, n_r, mean=True, margin=gamma):
+        c, r = (c / n_c, r / n_r) if mean else (c, r)
+        return dpo_loss(c, r, beta=beta, loss_type="simpo", simpo_gamma=margin, mean_logps=True)[0]
+    hints = {"divide each log-prob by its response's length (SimPO's reward is a per-token mean)":
+             lambda *a: simpo(*a, mean=False),
+             "subtract the target margin γ inside the sigmoid": lambda *a: simpo(*a, margin=0.0),
+             "γ is subtracted after the β scaling: σ(β·Δ − γ), not σ(β·(Δ − γ))":
+             lambda *a: simpo(*a, margin=beta * gamma)}
+    return _compare_family_loss(lambda c, r, n_c, n_r: user_fn(c, r, n_c, n_r, beta, gamma),
+                                simpo, hints, "SimPO", trials)
+
+
+def check_orpo_loss(user_fn: Callable, lam: float = 0.1, trials: int = 5) -> str:
+    """``user_fn(chosen_logps, rejected_logps, chosen_tokens, rejected_tokens, lam)`` → ORPO's per-pair
+    losses (NLL of y_w per token plus λ times the odds-ratio term), from summed log-probs and lengths,
+    against ``dpo_loss(loss_type="orpo")``."""
+    def orpo(c, r, n_c, n_r, nll=True, odds=True):
+        c, r = c / n_c, r / n_r
+        if not odds:  # a ratio of probabilities instead of odds: SimPO's term at β = 1, γ = 0
+            return -c * nll - lam * F.logsigmoid(c - r)
+        return dpo_loss(c, r, beta=lam, loss_type="orpo", mean_logps=True)[0] + c * (not nll)
+    hints = {"the odds are p/(1 − p) with p = exp(mean log-prob): log odds = log p − log(1 − p)":
+             lambda *a: orpo(*a, odds=False),
+             "ORPO adds the NLL of y_w per token, −log π(y_w|x)/|y_w|, to λ times the odds term":
+             lambda *a: orpo(*a, nll=False)}
+    return _compare_family_loss(lambda c, r, n_c, n_r: user_fn(c, r, n_c, n_r, lam), orpo, hints,
+                                "ORPO", trials)

@@ -22,7 +22,7 @@ def site(tmp_path_factory, toy_dir):
     # As `make book` builds it: pages executed two at a time into a fresh cache, then jupyter-book.
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "build_book.py"), "--path-output", str(out)],
-        capture_output=True, text=True, timeout=1500,
+        capture_output=True, text=True, timeout=2700,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     (out / "build.log").write_text(result.stdout + result.stderr)

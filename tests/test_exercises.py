@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from dpo_ref.chunked_logps import masked_target_logps
-from dpo_ref.exercises import check_best_of_n, check_chunked_logps, check_dpo_loss, check_sequence_logps
+from dpo_ref.exercises import (check_best_of_n, check_chunked_logps, check_dpo_loss, check_orpo_loss,
+                                check_sequence_logps, check_simpo_loss)
 from dpo_ref.logprobs import sequence_logps
 
 
@@ -104,3 +105,40 @@ def test_best_of_n_checker_accepts_the_closed_form():
 def test_best_of_n_checker_names_the_mistake(wrong, message):
     with pytest.raises(AssertionError, match=message):
         check_best_of_n(wrong)
+
+
+def _simpo(c, r, n_c, n_r, beta, gamma):
+    return -F.logsigmoid(beta * (c / n_c - r / n_r) - gamma)
+
+
+def _orpo(c, r, n_c, n_r, lam):
+    c, r = c / n_c, r / n_r
+    log_odds = (c - torch.log1p(-torch.exp(c))) - (r - torch.log1p(-torch.exp(r)))
+    return -c - lam * F.logsigmoid(log_odds)
+
+
+def test_family_checkers_accept_the_formulas():
+    assert check_simpo_loss(_simpo).startswith("ok")
+    assert check_orpo_loss(_orpo).startswith("ok")
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda c, r, n_c, n_r, b, g: -F.logsigmoid(b * (c - r) - g), "per-token mean"),
+    (lambda c, r, n_c, n_r, b, g: _simpo(c, r, n_c, n_r, b, 0.0), "target margin"),
+    (lambda c, r, n_c, n_r, b, g: _simpo(c, r, n_c, n_r, b, b * g), "after the β scaling"),
+    (lambda c, r, n_c, n_r, b, g: _simpo(c, r, n_c, n_r, b, g).mean(), "did you average"),
+    (lambda c, r, n_c, n_r, b, g: _simpo(c.detach(), r, n_c, n_r, b, g), "detached"),
+])
+def test_simpo_checker_names_the_mistake(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check_simpo_loss(wrong)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda c, r, n_c, n_r, lam: -c / n_c - lam * F.logsigmoid(c / n_c - r / n_r), "odds"),
+    (lambda c, r, n_c, n_r, lam: _orpo(c, r, n_c, n_r, lam) + c / n_c, "adds the NLL"),
+    (lambda c, r, n_c, n_r, lam: _orpo(c, r, n_c, n_r, 1.0), "expected"),
+])
+def test_orpo_checker_names_the_mistake(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        check_orpo_loss(wrong)
