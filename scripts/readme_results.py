@@ -74,6 +74,18 @@ whose better answer lacks it the model prefers the better answer in only {so_mar
 sign-off on both sides of each pair, {so_balanced_marker|pct} and {so_balanced_conflict|pct}
 (`08_3_shortcut_overfitting.ipynb`).
 
+The DPO family on the same task (`10_2_family_study.ipynb`; 150 steps, lr 1e-4, the same pairs for every
+method; each run's value is itself the median over three inner seeds): after DPO at β 0.1 the chosen
+responses of the training pairs changed in log-probability by {family_DPO_beta0.1_d_chosen|.1f} nats while
+the margin grew by {family_DPO_beta0.1_d_margin|.1f}, and {family_DPO_beta0.1_displaced|pct} of the pairs
+were displaced (chosen down, margin up). The methods whose weight on the chosen response does not fade with
+the margin kept it up: RPO
+{family_RPO_d_chosen|.1f}, DPO-Positive {family_DPO-Positive_d_chosen|.1f}, ORPO {family_ORPO_d_chosen|.1f},
+APO-zero {family_APO-zero_d_chosen|.1f} nats, at a KL of {family_RPO_KL|.1f}, {family_DPO-Positive_KL|.1f},
+{family_ORPO_KL|.1f} and {family_APO-zero_KL|.1f} nats against {family_DPO_beta0.1_KL|.1f} for DPO. APO-down
+(meant for pairs whose chosen answer is worse than the model's) ran to answers of {family_APO-down_length|.0f}
+tokens (DPO: {family_DPO_beta0.1_length|.0f}) at a KL of {family_APO-down_KL|.0f} nats.
+
 Time to execute each page with one thread, two pages at a time (median over the sweep's runs):
 {page_times}; {total_time} in all, so two kernels need about half of that.
 """
@@ -128,8 +140,8 @@ def render_setup(times: dict) -> str:
     """How long each README command took on a fresh clone and what it keeps on disk, from the run
     ``benchmarks/setup_times.py`` recorded."""
     tests = times["tests"] if isinstance(times["tests"], str) else f"{times['tests']} tests"
-    text = (f"Measured on a fresh clone with no `.venv` and no cache ({times['machine']}, {times['date']}, "
-            f"{times['command']}): `make book` took {times['make_book_s'] / 60:.1f} min in all (`.venv` and the toy "
+    text = (f"Measured on a fresh clone of commit {times['commit']} with no `.venv` and no cache "
+            f"({times['machine']}, {times['date']}, {times['command']}): `make book` took {times['make_book_s'] / 60:.1f} min in all (`.venv` and the toy "
             f"included), of which executing the pages took {times['execute_s'] / 60:.1f} min (two kernels); "
             f"`make test` then took "
             f"{times['make_test_s'] / 60:.1f} min ({tests}); a second `make book` without changes "
