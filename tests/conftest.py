@@ -1,10 +1,13 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+# The tests import the repository's scripts (scripts/*.py) as modules.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +37,30 @@ def tiny_tokenizer():
 
     texts = [m["content"] for c in toy.corpus() for m in c]
     return toy.build_tokenizer(texts)
+
+
+@pytest.fixture(scope="session")
+def colab_run(tmp_path_factory, toy_dir):
+    """``scripts/colab_check.py`` once per session, on every notebook and architecture.
+
+    Shared by tests/test_colab.py (every run passed) and tests/test_book.py's site
+    build, which shows the kept ``llama`` runs (``--keep``) instead of executing every
+    notebook a second time. Nothing is asserted here: the site build executes itself
+    whatever notebook was not kept (a failed run, or none if the Colab venv could not
+    be made), so only test_colab fails for a Colab problem.
+    """
+    import json
+    import traceback
+
+    import colab_check
+
+    work = tmp_path_factory.mktemp("colab")
+    keep, output = work / "keep", work / "colab.json"
+    keep.mkdir()
+    try:
+        status, error = colab_check.main(["--work", str(work), "--keep", str(keep),
+                                          "--output", str(output)]), None
+    except (Exception, SystemExit):  # make_venv exits on a missing or forbidden package
+        status, error = 1, traceback.format_exc()
+    results = json.loads(output.read_text()) if output.exists() else []
+    return {"status": status, "error": error, "results": results, "keep": keep}

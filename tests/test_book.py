@@ -1,8 +1,18 @@
-"""Build the course site as an instructor does (every page and notebook executed, warnings are errors) and
-check it as a reader meets it, in headless Chromium: typeset math, loaded figures, search, Colab buttons."""
+"""Build the course site in fast mode and check it as a reader meets it, in Chromium.
+
+The build is ``make book``'s with ``--fast`` (``DPO_FAST=1``: the pages' shortened
+runs), warnings as errors, into a temporary folder with a cache of its own. It executes
+the MyST pages and takes the notebooks' outputs from the Colab check's ``llama`` runs
+(tests/test_colab.py, the same session fixture), so each runs once. Checked:
+every page of the table of contents built, every page taken from the parallel
+execution's cache, no traceback in any page's outputs, and in headless Chromium typeset
+math, loaded figures, search, Colab buttons. Running every page at full length, with
+every claim it makes asserted on its own run, is ``make book``'s job, not the tests'.
+"""
 
 import functools
 import http.server
+import re
 import shutil
 import subprocess
 import sys
@@ -17,12 +27,15 @@ REPO_URL = yaml.safe_load((Path(__file__).parent.parent / "_config.yml").read_te
 
 
 @pytest.fixture(scope="session")
-def site(tmp_path_factory, toy_dir):
+def site(tmp_path_factory, toy_dir, colab_run):
     out = tmp_path_factory.mktemp("site")
-    # As `make book` builds it: pages executed two at a time into a fresh cache, then jupyter-book.
+    # As `make book` builds it (pages executed two at a time into a fresh cache, then
+    # jupyter-book), but with the pages' shortened runs: fast pages take 10-100 s each.
+    # The notebooks already ran so in the Colab check: their outputs come from there.
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "build_book.py"), "--path-output", str(out)],
-        capture_output=True, text=True, timeout=2700,
+        [sys.executable, str(ROOT / "scripts" / "build_book.py"), "--fast",
+         "--outputs-from", str(colab_run["keep"]), "--path-output", str(out)],
+        capture_output=True, text=True, timeout=1200,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     (out / "build.log").write_text(result.stdout + result.stderr)
@@ -30,9 +43,17 @@ def site(tmp_path_factory, toy_dir):
 
 
 @pytest.mark.slow
-def test_the_site_build_takes_every_page_from_the_parallel_execution(site):
+def test_the_site_build_takes_every_page_from_the_parallel_execution(site, colab_run):
     log = (site.parent.parent / "build.log").read_text()
-    assert "executed" in log and "with 2 kernels" in log
+    kept = len(list(colab_run["keep"].glob("*.ipynb")))
+    taken = re.search(r"took (\d+) of (\d+) notebooks' outputs from", log)
+    assert taken and int(taken[1]) == kept, log[-2000:]  # every passed Colab run
+    executed = re.search(r"executed (\d+) pages in \d+ s with 2 kernels", log)
+    assert executed, log[-2000:]
+    from execute_pages import toc_pages  # scripts/, on the path (conftest.py)
+
+    # every page that executes but the kept notebooks: each page ran once in the session
+    assert int(executed[1]) == len(toc_pages()) - kept, log[-2000:]
     assert "Executing notebook" not in log  # jupyter-book found every page in the cache
     assert log.count("Using cached notebook") >= 20
 
@@ -45,6 +66,22 @@ def test_every_toc_page_is_built(site):
     files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
     for name in files:
         assert (site / f"{name}.html").exists(), name
+
+
+@pytest.mark.slow
+def test_no_page_shows_a_traceback(site):
+    """Error outputs are rendered as ``output traceback`` blocks; a traceback printed to
+    stderr (a caught exception logged, a subprocess) shows up as its first line."""
+    shown = []
+    for page in sorted(site.rglob("*.html")):
+        if "_static" in page.parts or "_sources" in page.parts:
+            continue
+        html = page.read_text(encoding="utf-8")
+        text = re.sub(r"<[^>]+>", "", html)  # highlighting splits the text into spans
+        if re.search(r'class="[^"]*\boutput traceback\b', html) or \
+                "Traceback (most recent call last)" in text:
+            shown.append(str(page.relative_to(site)))
+    assert not shown, shown
 
 
 @pytest.fixture(scope="session")

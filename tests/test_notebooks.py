@@ -23,8 +23,8 @@ def cells(path, kind):
     return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == kind]
 
 
-# Executing them: tests/test_colab.py runs every notebook (and page) in a Colab-like venv, on the toy
-# with its checks enforced and on two more architectures.
+# Executing them: tests/test_colab.py runs every notebook in a Colab-like venv, on the
+# toy with its checks enforced and on two more architectures; the site shows those runs.
 
 
 def test_notebooks_are_stored_without_outputs():

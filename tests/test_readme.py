@@ -11,11 +11,8 @@ ROOT = Path(__file__).parent.parent
 
 
 def _generator():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import readme_results
-    finally:
-        sys.path.pop(0)
+    import readme_results  # scripts/, on the path (conftest.py)
+
     return readme_results
 
 
