@@ -46,7 +46,8 @@ def run_page(page: str, seed: int) -> dict:
         glued_file = Path(out) / "glued.jsonl"  # every number the page's prose quotes (dpo_ref.findings.glue)
         lines = glued_file.read_text().splitlines() if glued_file.exists() else []
         glued = {g["name"]: g["value"] for g in map(json.loads, lines)}
-    return {**result, "seed": seed, "claims": claims, "glued": glued}
+    # the processor of each run: floating-point results, and so the toys, differ by processor
+    return {**result, "seed": seed, "cpu": _cpu_model(), "claims": claims, "glued": glued}
 
 
 def worst(values: list[float], op: str) -> float:
@@ -127,11 +128,21 @@ def save(output: Path, old_runs: list[dict], new: list[dict]) -> dict:
 
     done = {(r["page"], r["seed"]) for r in new}
     runs = [r for r in old_runs if (r["page"], r["seed"]) not in done] + new
-    record = {"machine": platform.machine(), "cpu": _cpu_model(), "torch": torch.__version__,
+    record = {"machine": platform.machine(), "cpu": processors(runs), "torch": torch.__version__,
               "runs": runs, "summary": summarise(runs)}
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     return record
+
+
+def processors(runs: list[dict]) -> str:
+    """The processors the runs were measured on, with how many page runs each."""
+    from collections import Counter
+
+    counts = Counter(r.get("cpu", "unrecorded") for r in runs)
+    if len(counts) == 1:
+        return next(iter(counts))
+    return "; ".join(f"{cpu} ({n} page runs)" for cpu, n in counts.most_common())
 
 
 def _cpu_model() -> str:

@@ -77,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--device")
     tr.add_argument("--precision", metavar="|".join(PRECISIONS))
     tr.add_argument("--eval-every", type=int)
+    tr.add_argument("--eval-on-start", action=argparse.BooleanOptionalAction, default=None,
+                    help="with --eval-every, also evaluate before the first step (default: on)")
     tr.add_argument("--log-every", type=int)
     tr.add_argument("--skip-invalid", action="store_true", default=None, help="skip and count malformed records")
     tr.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (off by default)")

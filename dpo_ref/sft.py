@@ -30,6 +30,7 @@ class SFTConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     eval_every: int = 0  # call eval_fn every N steps (and before the first and after the last); 0: only at the end
+    eval_on_start: bool = True  # with eval_every, also call eval_fn before the first step
 
     def __post_init__(self):
         checks = [
@@ -81,7 +82,7 @@ def train_sft(model, tokenizer, train_data: Any, config: SFTConfig,
         if eval_fn is not None:
             result.eval_history.append({"step": step, **eval_fn(model)})
 
-    if config.eval_every:
+    if config.eval_every and config.eval_on_start:
         run_evaluation(0)
     data_iter = batches(train_data, config.batch_size, pad_token_id(tokenizer), config.seed, device)
     model.train()

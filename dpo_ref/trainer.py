@@ -131,8 +131,9 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
 
     ``train_data``/``eval_data``: a :class:`PreferenceData`, a JSONL path, a ``datasets.Dataset`` or a
     list of records. ``eval_fn(model)`` adds measurements of your own (say, generations) to each
-    evaluation: every ``eval_every`` steps (and before the first) and at the end. ``model`` is trained
-    in place (wrapped with LoRA if asked; pass a ``copy.deepcopy`` to keep the original).
+    evaluation: every ``eval_every`` steps (and before the first, unless ``eval_on_start`` is off)
+    and at the end. ``model`` is trained in place (wrapped with LoRA if asked; pass a
+    ``copy.deepcopy`` to keep the original).
     """
     # --- set-up: data, processes, device, precision
     config = from_launcher(config)  # what torchrun / accelerate launch add to the config
@@ -164,7 +165,7 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
         if (eval_data is not None or eval_fn is not None) and (procs.is_main or config.fsdp):
             log.log_eval({"step": step, **evaluate(model, loss_of, ordered(eval_data) if eval_data else (), eval_fn)})
 
-    if config.eval_every and start == 0:
+    if config.eval_every and config.eval_on_start and start == 0:
         evaluation(0)
     for step in tqdm(range(start + 1, steps + 1), desc="DPO", initial=start, total=steps,
                      disable=not (config.progress and procs.is_main)):

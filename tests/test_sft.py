@@ -60,6 +60,11 @@ def test_eval_fn_runs_before_during_and_after(toy):
     config = SFTConfig(lr=1e-4, max_steps=4, batch_size=8, max_length=64, eval_every=2)
     result = train_sft(model, tokenizer, records(), config, eval_fn=lambda m: {"ok": 1.0})
     assert [e["step"] for e in result.eval_history] == [0, 2, 4]
+    # without the start (a study that measured the starting model once already)
+    config = SFTConfig(lr=1e-4, max_steps=4, batch_size=8, max_length=64, eval_every=2,
+                       eval_on_start=False)
+    result = train_sft(model, tokenizer, records(), config, eval_fn=lambda m: {"ok": 1.0})
+    assert [e["step"] for e in result.eval_history] == [2, 4]
 
 
 def test_wrong_input_fails_clearly(toy):
