@@ -1,8 +1,9 @@
 """How far a run moved the likelihood of its own training responses.
 
-DPO's loss sees only the margin between y_w and y_l, so log π_θ(y_w|x) may fall during training as
-long as log π_θ(y_l|x) falls faster: "likelihood displacement" (Razin et al. 2024, arXiv
-2410.08847; Pal et al. 2024, arXiv 2402.13228). ``pair_logps`` measures the summed log-probs of
+DPO's loss sees only the margin between y_w and y_l, so log π_θ(y_w|x) may fall during
+training as long as log π_θ(y_l|x) falls faster: "likelihood displacement", as Razin et
+al. 2024 (arXiv 2410.08847) name it; Pal et al. 2024 (arXiv 2402.13228) analyse the
+failure mode without that name. ``pair_logps`` measures the summed log-probs of
 both responses of every pair, so that two models (the start and a trained policy) can be compared
 pair by pair, whatever loss trained them.
 """

@@ -78,8 +78,9 @@ The DPO family on the same task (`10_2_family_study.ipynb`; 150 steps, lr 1e-4, 
 method, one run per toy model): after DPO at β 0.1 the chosen
 responses of the training pairs changed in log-probability by {family_DPO_beta0.1_d_chosen|.1f} nats while
 the margin grew by {family_DPO_beta0.1_d_margin|.1f}, and {family_DPO_beta0.1_displaced|pct} of the pairs
-were displaced (chosen down, margin up). The methods whose weight on the chosen response does not fade with
-the margin kept it up: RPO
+were displaced (chosen down, margin up). The methods that add a push on the chosen response of their own
+(RPO and ORPO at every margin, DPO-Positive while it is below the reference, APO-zero through its own
+log-ratio) kept it up: RPO
 {family_RPO_d_chosen|.1f}, DPO-Positive {family_DPO-Positive_d_chosen|.1f}, ORPO {family_ORPO_d_chosen|.1f},
 APO-zero {family_APO-zero_d_chosen|.1f} nats, at a KL of {family_RPO_KL|.1f}, {family_DPO-Positive_KL|.1f},
 {family_ORPO_KL|.1f} and {family_APO-zero_KL|.1f} nats against {family_DPO_beta0.1_KL|.1f} for DPO. APO-down

@@ -347,8 +347,8 @@ def dpo_ref_metrics(models, pairs=None, **settings):
 
 def trl_dpo_metrics(models, tmp_path, pairs=None, **settings):
     """TRL's DPOTrainer.compute_loss on the same token ids (its collator builds the 2B rows)."""
+    import trl  # a test dependency (pyproject's "test" extra): missing, these tests fail
     from datasets import Dataset
-    trl = pytest.importorskip("trl")
 
     policy, reference, tokenizer, default_pairs = models
     args = trl.DPOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, bf16=False,
@@ -416,9 +416,9 @@ def experimental_batch(pairs, pad_token_id):
 
 
 def trl_experimental_metrics(models, tmp_path, trainer_name, **settings):
-    from datasets import Dataset
-    pytest.importorskip("trl")
     import importlib
+
+    from datasets import Dataset
 
     module = importlib.import_module(f"trl.experimental.{trainer_name.lower()}")
     policy, _, tokenizer, pairs = models
@@ -456,7 +456,8 @@ def test_orpo_matches_trl_orpo_trainer_but_for_the_nll(models, tmp_path):
 
 def test_tr_dpo_update_is_trls_sync(models):
     """TRL's SyncRefModelCallback mixes the same way: the same bits."""
-    trl = pytest.importorskip("trl")
+    import trl
+
     from dpo_ref.reference import TrustRegionReference
 
     policy, reference = models[0], models[1]

@@ -1,8 +1,8 @@
 """The notebooks as stored (tests/test_colab.py executes them).
 
 These tests read the notebooks without running them: what Colab shows must be plain Markdown
-(Colab does not know MyST), the code must fit the width of a Colab cell, and every notebook ends with
-exercises whose solutions are folded.
+(Colab does not know MyST), and every notebook ends with exercises whose solutions are folded.
+The width of their code is checked with the book's pages (tests/test_code_width.py).
 """
 
 import re
@@ -16,7 +16,6 @@ IDS = [p.stem for p in NOTEBOOKS]
 
 MYST_ROLE = re.compile(r"\{[A-Za-z][\w:.+-]*\}`")  # {cite}`key`, {doc}`page`, {glue:text}`name`, ...
 MYST_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,}|:{3,})[ \t]*\{", re.MULTILINE)  # ```{note}, :::{dropdown}
-MAX_LINE = 88
 
 
 def cells(path, kind):
@@ -52,14 +51,6 @@ def test_results_cells_render_on_the_site_and_on_colab(path):
             assert "remove-input" in cell.metadata.get("tags", []), cell.get("id")
             assert cell.metadata.get("mystnb", {}).get("markdown_format") == "myst", cell.get("id")
             assert not MYST_ROLE.search(cell.source), cell.get("id")
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_notebook_code_lines_fit(path):
-    long = [(cell.get("id"), len(line), line[:60]) for cell in cells(path, "code")
-            for line in cell.source.splitlines()
-            if len(line) > MAX_LINE]
-    assert not long, long
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

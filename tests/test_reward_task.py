@@ -3,6 +3,7 @@
 import pytest
 
 from dpo_ref.data import conversational_record
+from dpo_ref.generation import generate
 from dpo_ref.reward_task import best_and_worst, questions, reward, task_prompts
 
 
@@ -25,9 +26,15 @@ def test_best_and_worst_pairs_rank_by_the_reward(toy):
     model, tokenizer = toy
     train, _ = task_prompts()
     triples, mean_reward = best_and_worst(model, tokenizer, train[:6], k=6, seed=0)
-    assert triples and mean_reward >= 0
+    # the same samples drawn again: the mean is over all of them, each pair is its
+    # prompt's highest against its lowest reward
+    samples = generate(model, tokenizer, [p for p in train[:6] for _ in range(6)],
+                       do_sample=True, seed=0)
+    assert mean_reward == pytest.approx(sum(map(reward, samples)) / len(samples))
+    assert triples
     for prompt, best, worst in triples:
-        assert prompt in train[:6] and reward(best) > reward(worst)
+        own = [reward(y) for y in samples[6 * train.index(prompt):][:6] if y.strip()]
+        assert prompt in train[:6] and reward(best) == max(own) > reward(worst) == min(own)
     assert conversational_record(*triples[0])["chosen"] == [{"role": "assistant", "content": triples[0][1]}]
 
 
