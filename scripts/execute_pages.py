@@ -64,6 +64,20 @@ def read_page(path: Path):
     return read_myst_markdown_notebook(path.read_text(), path=path)
 
 
+# A cell that displays ipywidgets can leave nbclient waiting for a reply the kernel already
+# sent, for about ten minutes (jupyter/nbclient#312, jupyter/nbconvert#1921; seen here once
+# in 06_3_beta_sweep). Such a cell gets a short timeout, and its page one more try.
+WIDGET_CELL_TIMEOUT = 120
+
+
+def _is_widget_cell(cell) -> bool:
+    return cell.cell_type == "code" and "ipywidgets" in cell.source
+
+
+def _cell_timeout(cell, timeout: int) -> int:
+    return min(timeout, WIDGET_CELL_TIMEOUT) if _is_widget_cell(cell) else timeout
+
+
 def execute(path: str, env: dict[str, str], timeout: int = 1800, keep_notebook: bool = False,
             kernel_name: str = "python3") -> dict:
     """Run one page top to bottom in a fresh kernel; its status, wall time and per-cell times.
@@ -72,19 +86,32 @@ def execute(path: str, env: dict[str, str], timeout: int = 1800, keep_notebook: 
     ``kernel_name``: another environment's kernel (``scripts/colab_check.py`` runs Colab's).
     """
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
     os.environ.update(env)  # the kernel inherits this worker process's environment
-    nb = read_page(Path(path))
-    start, error = time.perf_counter(), None
-    try:
-        NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
-                       resources={"metadata": {"path": str(Path(path).parent)}}).execute()
-    except CellExecutionError as exc:
-        import re
+    start, retried = time.perf_counter(), False
+    for attempt in (1, 2):
+        nb, error, running = read_page(Path(path)), None, []
 
-        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
-        error = " | ".join(line for line in text[-3:] if line.strip())[:1500]
+        def cell_timeout(cell):  # called as each cell starts: remember which one runs
+            running[:] = [cell]
+            return _cell_timeout(cell, timeout)
+
+        try:
+            NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
+                           timeout_func=cell_timeout,
+                           resources={"metadata": {"path": str(Path(path).parent)}}).execute()
+        except CellExecutionError as exc:
+            import re
+
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+            error = " | ".join(line for line in text[-3:] if line.strip())[:1500]
+        except CellTimeoutError as exc:  # not a CellExecutionError
+            error = f"timed out: {exc}"[:1500]
+            if attempt == 1 and running and _is_widget_cell(running[0]):
+                retried = True
+                continue
+        break
     cells = []
     for i, cell in enumerate(nb.cells):
         timing = cell.get("metadata", {}).get("execution", {})
@@ -96,7 +123,8 @@ def execute(path: str, env: dict[str, str], timeout: int = 1800, keep_notebook: 
             cells.append((i, round((t1 - t0).total_seconds(), 2)))
     page = Path(path).relative_to(ROOT) if Path(path).is_relative_to(ROOT) else Path(path)
     result = {"page": str(page), "ok": error is None, "error": error,
-              "seconds": round(time.perf_counter() - start, 1), "cells": cells}
+              "seconds": round(time.perf_counter() - start, 1), "cells": cells,
+              "retried": retried}
     if keep_notebook:
         import nbformat
 

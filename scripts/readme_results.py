@@ -191,6 +191,8 @@ def render_budgets(times: dict) -> str:
             f"{times['torch_mb'] / 1024:.2f} GiB of it, from a {times['torch_wheel_mb']:.0f} "
             f"MiB wheel), the site {times['site_mb']:.0f} MiB, the model cache "
             f"{times['cache_mb']:.0f} MiB.")
+    if times.get("note"):  # what went wrong in the measured run, and what changed since
+        text += " " + times["note"]
     return text + "\n"
 
 
