@@ -7,7 +7,7 @@ that ``train`` chooses), log-probs (``sequence_logps``, ``concatenated_forward``
 (``dpo_loss``), π_ref (``CopyReference``, ``LoraReference``, ``PrecomputedReference``,
 ``TrustRegionReference``, ``NoReference``), the run (``DPOConfig``, ``train``) and loading a model
 (``load_model_and_tokenizer``). Errors that name what to fix: ``DataError``, ``ConfigError``,
-``CheckpointError``.
+``CheckpointError``, ``ModelLoadError``.
 """
 
 from .batching import collate
@@ -15,7 +15,7 @@ from .checkpoint import CheckpointError
 from .config import ConfigError, DPOConfig
 from .data import DataError, PreferenceData, PreferencePair, prepare_pairs
 from .layouts import ROWS, Layout
-from .loading import load_model_and_tokenizer
+from .loading import ModelLoadError, load_model_and_tokenizer
 from .logprobs import concatenated_forward, sequence_logps
 from .losses import LOSS_TYPES, dpo_loss
 from .reference import (CopyReference, LoraReference, NoReference, PrecomputedReference,
@@ -27,6 +27,6 @@ __all__ = [
     "sequence_logps", "concatenated_forward", "LOSS_TYPES", "dpo_loss", "CopyReference", "LoraReference",
     "PrecomputedReference", "TrustRegionReference", "NoReference", "DPOConfig", "ConfigError",
     "TrainResult", "train", "load_model_and_tokenizer",
-    "CheckpointError",
+    "CheckpointError", "ModelLoadError",
 ]
 __version__ = "0.1.0"

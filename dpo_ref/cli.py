@@ -15,6 +15,7 @@ from .config import LR_SCHEDULES, PRECISIONS, REFERENCES, ConfigError, DPOConfig
 from .data import DataError
 from .distributed import from_launcher
 from .files import share
+from .loading import ModelLoadError
 from .losses import LOSS_TYPES
 from .toy_architectures import ARCHITECTURES
 
@@ -35,7 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      "GPT-2-style base model without chat template and pad token (for offline tests)")
 
     tr = sub.add_parser("train", help="train a model with DPO on a JSONL file of preference pairs")
-    tr.add_argument("--model", help="hub id, local save_pretrained folder, or 'toy'")
+    tr.add_argument("--model", help="hub id, local save_pretrained folder, 'toy', a local "
+                    ".gguf file, or smollm2-135m-instruct (the packaged real model)")
     tr.add_argument("--data", help="JSONL with prompt/chosen/rejected (standard or conversational)")
     tr.add_argument("--eval-data", help="held-out JSONL evaluated at the end (and every --eval-every steps)")
     tr.add_argument("--output", help="folder for the trained model, tokenizer and metrics.jsonl")
@@ -177,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             final = {k: round(v, 4) for k, v in result.history[-1].items()}
             print(f"done: {json.dumps(final)}\nsaved to {args.output}", file=sys.stderr)
         return 0
-    except (DataError, ConfigError, CheckpointError, FileNotFoundError, FloatingPointError) as err:
+    except (DataError, ConfigError, CheckpointError, ModelLoadError, FileNotFoundError,
+            FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
