@@ -36,8 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      "GPT-2-style base model without chat template and pad token (for offline tests)")
 
     tr = sub.add_parser("train", help="train a model with DPO on a JSONL file of preference pairs")
-    tr.add_argument("--model", help="hub id, local save_pretrained folder, 'toy', a local "
-                    ".gguf file, or smollm2-135m-instruct (the packaged real model)")
+    tr.add_argument("--model", help="hub id, local save_pretrained folder, 'toy', a "
+                    "local .gguf file, or smollm2-135m-instruct (the packaged real "
+                    "model)")
     tr.add_argument("--data", help="JSONL with prompt/chosen/rejected (standard or conversational)")
     tr.add_argument("--eval-data", help="held-out JSONL evaluated at the end (and every --eval-every steps)")
     tr.add_argument("--output", help="folder for the trained model, tokenizer and metrics.jsonl")
@@ -79,8 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--device")
     tr.add_argument("--precision", metavar="|".join(PRECISIONS))
     tr.add_argument("--eval-every", type=int)
-    tr.add_argument("--eval-on-start", action=argparse.BooleanOptionalAction, default=None,
-                    help="with --eval-every, also evaluate before the first step (default: on)")
+    tr.add_argument("--eval-on-start", action=argparse.BooleanOptionalAction,
+                    default=None,
+                    help="with --eval-every, also evaluate before step 1 (default: on)")
     tr.add_argument("--log-every", type=int)
     tr.add_argument("--skip-invalid", action="store_true", default=None, help="skip and count malformed records")
     tr.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (off by default)")

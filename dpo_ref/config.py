@@ -64,7 +64,7 @@ class DPOConfig:
     fsdp_reshard_after_forward: bool = True  # free gathered layers after forward (FULL_SHARD); False: SHARD_GRAD_OP
     log_every: int = 1                    # metrics are read off the device only at these steps
     eval_every: int = 0                   # 0: evaluate only at the end (if eval data is given)
-    eval_on_start: bool = True            # with eval_every, also before the first step (TRL's name)
+    eval_on_start: bool = True            # eval_every also at step 0 (TRL's name)
     skip_invalid: bool = False            # skip (and count) malformed records instead of failing
     output_dir: str | None = None
     save_every: int = 0                   # checkpoint every N steps (and at the end) into output_dir

@@ -69,14 +69,14 @@ def distinct_n(responses: Sequence[str], n: int = 2) -> float:
 
 
 @torch.no_grad()
-def sequence_kl(policy, reference, tokenizer, prompts: Sequence[Any], responses: Sequence[str],
-                batch_size: int = 64) -> float:
+def sequence_kl(policy, reference, tokenizer, prompts: Sequence[Any],
+                responses: Sequence[str], batch_size: int = 64) -> float:
     """Mean over prompts of Σ_t KL(π_θ(·|x, y_<t) ‖ π_ref(·|x, y_<t)) along the given responses.
 
-    The exact per-token KL between the two next-token distributions, summed over the response tokens
-    (usually the reference's own greedy answers): how far training moved the policy on these inputs.
-    Sequences are scored ``batch_size`` at a time, padded on the right: a causal model's outputs at
-    the real positions do not depend on what follows them.
+    The exact per-token KL between the two next-token distributions, summed over the
+    response tokens (usually the reference's own greedy answers): how far training moved
+    the policy on these inputs. Sequences are scored several at a time, padded on the
+    right: a causal model's outputs at the real positions do not depend on what follows.
     """
     device = next(policy.parameters()).device
     rows = []  # (token ids, first and last position that predicts a response token)
@@ -86,29 +86,21 @@ def sequence_kl(policy, reference, tokenizer, prompts: Sequence[Any], responses:
         response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
         ids = prompt_ids + response_ids + [tokenizer.eos_token_id]
         rows.append((ids, len(prompt_ids) - 1, len(ids) - 1))
+    # at most 2**25 logits (128 MB in fp32) a batch, so a 49k vocabulary fits too
+    longest = max(len(ids) for ids, _, _ in rows)
+    step = max(1, min(batch_size, 2**25 // (longest * policy.config.vocab_size)))
     total, pad = 0.0, pad_token_id(tokenizer)
-    for chunk in _chunks(rows, batch_size, policy.config.vocab_size):
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
         width = max(len(ids) for ids, _, _ in chunk)
-        ids = torch.tensor([i + [pad] * (width - len(i)) for i, _, _ in chunk], device=device)
-        mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _, _ in chunk],
-                            device=device)
-        logp = torch.log_softmax(policy(input_ids=ids, attention_mask=mask).logits.float(), -1)
-        logq = torch.log_softmax(reference(input_ids=ids, attention_mask=mask).logits.float(), -1)
-        per_position = (logp.exp() * (logp - logq)).sum(-1)  # KL of each next-token distribution
+        ids = torch.tensor([i + [pad] * (width - len(i)) for i, _, _ in chunk],
+                           device=device)
+        lengths = torch.tensor([[len(i)] for i, _, _ in chunk], device=device)
+        mask = (torch.arange(width, device=device) < lengths).long()  # 0 on the padding
+        logp = policy(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+        logq = reference(input_ids=ids, attention_mask=mask).logits
+        logq = logq.float().log_softmax(-1)
+        per_position = (logp.exp() * (logp - logq)).sum(-1)  # KL at each position
         for row, (_, first, end) in enumerate(chunk):
             total += per_position[row, first:end].sum().item()
     return total / len(prompts)
-
-
-def _chunks(rows: list, batch_size: int, vocab_size: int, max_logits: int = 2**25):
-    """Consecutive groups of at most ``batch_size`` rows whose padded logits stay under
-    ``max_logits`` floats (128 MB each in fp32), so a 49k vocabulary does not run out of memory."""
-    chunk: list = []
-    for row in rows:
-        width = max([len(row[0])] + [len(r[0]) for r in chunk])
-        if chunk and (len(chunk) == batch_size or (len(chunk) + 1) * width * vocab_size > max_logits):
-            yield chunk
-            chunk, width = [], len(row[0])
-        chunk.append(row)
-    if chunk:
-        yield chunk

@@ -30,7 +30,7 @@ class SFTConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     eval_every: int = 0  # call eval_fn every N steps (and before the first and after the last); 0: only at the end
-    eval_on_start: bool = True  # with eval_every, also call eval_fn before the first step
+    eval_on_start: bool = True  # with eval_every, also call eval_fn at step 0
 
     def __post_init__(self):
         checks = [

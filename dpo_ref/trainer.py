@@ -131,9 +131,9 @@ def train(model, tokenizer, train_data, config: DPOConfig, eval_data=None,
 
     ``train_data``/``eval_data``: a :class:`PreferenceData`, a JSONL path, a ``datasets.Dataset`` or a
     list of records. ``eval_fn(model)`` adds measurements of your own (say, generations) to each
-    evaluation: every ``eval_every`` steps (and before the first, unless ``eval_on_start`` is off)
-    and at the end. ``model`` is trained in place (wrapped with LoRA if asked; pass a
-    ``copy.deepcopy`` to keep the original).
+    evaluation: every ``eval_every`` steps (and before the first, unless
+    ``eval_on_start`` is off) and at the end. ``model`` is trained in place (wrapped
+    with LoRA if asked; pass a ``copy.deepcopy`` to keep the original).
     """
     # --- set-up: data, processes, device, precision
     config = from_launcher(config)  # what torchrun / accelerate launch add to the config
