@@ -132,6 +132,16 @@ def code_of(nb) -> list[str]:
     return [cell.source for cell in nb.cells if cell.cell_type == "code"]
 
 
+def store(cache, page: Path, executed_json: str, seconds: float | None) -> None:
+    """Cache ``page`` with the outputs of its executed copy (``with_outputs``)."""
+    from jupyter_cache.base import CacheBundleIn
+
+    cache.cache_notebook_bundle(
+        CacheBundleIn(with_outputs(page, executed_json), str(page),
+                      data={"execution_seconds": seconds}),
+        check_validity=False, overwrite=True)
+
+
 def take_outputs(cache_path: Path, folder: Path, stamp: dict) -> list[Path]:
     """Cache the toc's notebooks from executed copies in ``folder``; the pages taken.
 
@@ -142,7 +152,6 @@ def take_outputs(cache_path: Path, folder: Path, stamp: dict) -> list[Path]:
     """
     import nbformat
     from jupyter_cache import get_cache
-    from jupyter_cache.base import CacheBundleIn
 
     cache, taken = get_cache(str(cache_path)), []
     for page in toc_pages():
@@ -158,10 +167,7 @@ def take_outputs(cache_path: Path, folder: Path, stamp: dict) -> list[Path]:
         elif code_of(executed) != code_of(read_page(page)):
             print(f"{copy}: not taken, its code differs from {page.name}'s")
         else:
-            cache.cache_notebook_bundle(
-                CacheBundleIn(with_outputs(page, text), str(page),
-                              data={"execution_seconds": seconds}),
-                check_validity=False, overwrite=True)
+            store(cache, page, text, seconds)
             taken.append(page)
     return taken
 
@@ -169,7 +175,6 @@ def take_outputs(cache_path: Path, folder: Path, stamp: dict) -> list[Path]:
 def fill_cache(cache_path: Path, jobs: int, timeout: int, fast: bool = False) -> bool:
     """Execute every page that the cache lacks; True when all of them succeeded."""
     from jupyter_cache import get_cache
-    from jupyter_cache.base import CacheBundleIn
 
     cache = get_cache(str(cache_path))
     pages = slow_first([p for p in toc_pages() if not is_cached(cache, p)])
@@ -187,10 +192,7 @@ def fill_cache(cache_path: Path, jobs: int, timeout: int, fast: bool = False) ->
             status = "ok" if r["ok"] else "FAILED: " + r["error"]
             print(f"{r['page']:40} {r['seconds']:6.1f} s  {status}", flush=True)
             if r["ok"]:
-                cache.cache_notebook_bundle(
-                    CacheBundleIn(with_outputs(page, r["notebook"]), str(page),
-                                  data={"execution_seconds": r["seconds"]}),
-                    check_validity=False, overwrite=True)
+                store(cache, page, r["notebook"], r["seconds"])
             ok &= r["ok"]
     seconds = time.perf_counter() - start
     print(f"executed {len(pages)} pages in {seconds:.0f} s with {jobs} kernels")
