@@ -1,13 +1,14 @@
 """dpo_ref: a small, readable Direct Preference Optimization trainer.
 
-Rafailov et al. 2023, "Direct Preference Optimization: Your Language Model is Secretly a Reward Model",
-arXiv 2305.18290. The names below are the public API (the book's overview page has the map of the
-modules): records to pairs (``prepare_pairs``), pairs to batches (``collate``, or the row ``Layout``
-that ``train`` chooses), log-probs (``sequence_logps``, ``concatenated_forward``), the loss
-(``dpo_loss``), π_ref (``CopyReference``, ``LoraReference``, ``PrecomputedReference``,
-``TrustRegionReference``, ``NoReference``), the run (``DPOConfig``, ``train``) and loading a model
-(``load_model_and_tokenizer``). Errors that name what to fix: ``DataError``, ``ConfigError``,
-``CheckpointError``, ``ModelLoadError``.
+Rafailov et al. 2023, "Direct Preference Optimization: Your Language Model is Secretly a
+Reward Model", arXiv 2305.18290. The names below are the public API (the book's overview
+page has the map of the modules): records to pairs (``prepare_pairs``), pairs to batches
+(``collate``, or the row ``Layout`` that ``train`` chooses), log-probs
+(``sequence_logps``, ``concatenated_forward``), the loss (``dpo_loss``), π_ref
+(``CopyReference``, ``LoraReference``, ``PrecomputedReference``,
+``TrustRegionReference``, ``NoReference``), the run (``DPOConfig``, ``train``) and
+loading a model (``load_model_and_tokenizer``). Errors that name what to fix:
+``DataError``, ``ConfigError``, ``CheckpointError``, ``ModelLoadError``.
 """
 
 from .batching import collate
@@ -23,9 +24,10 @@ from .reference import (CopyReference, LoraReference, NoReference, PrecomputedRe
 from .trainer import TrainResult, train
 
 __all__ = [
-    "prepare_pairs", "PreferenceData", "PreferencePair", "DataError", "collate", "Layout", "ROWS",
-    "sequence_logps", "concatenated_forward", "LOSS_TYPES", "dpo_loss", "CopyReference", "LoraReference",
-    "PrecomputedReference", "TrustRegionReference", "NoReference", "DPOConfig", "ConfigError",
+    "prepare_pairs", "PreferenceData", "PreferencePair", "DataError", "collate",
+    "Layout", "ROWS", "sequence_logps", "concatenated_forward", "LOSS_TYPES",
+    "dpo_loss", "CopyReference", "LoraReference", "PrecomputedReference",
+    "TrustRegionReference", "NoReference", "DPOConfig", "ConfigError",
     "TrainResult", "train", "load_model_and_tokenizer",
     "CheckpointError", "ModelLoadError",
 ]

@@ -1,4 +1,5 @@
-"""Command line: ``python -m dpo_ref toy --output DIR`` and ``python -m dpo_ref train ...``."""
+"""Command line: ``python -m dpo_ref toy --output DIR`` and
+``python -m dpo_ref train ...``."""
 
 from __future__ import annotations
 
@@ -21,40 +22,57 @@ from .toy_architectures import ARCHITECTURES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The choices (``--loss-type``, ``--reference``…) are shown from ``dpo_ref.config``'s lists and
-    checked once, by ``DPOConfig``, so a wrong value gets the same one-line error as any bad setting."""
-    parser = argparse.ArgumentParser(prog="python -m dpo_ref", description="A small, readable DPO trainer.")
+    """The choices (``--loss-type``, ``--reference``…) are shown from
+    ``dpo_ref.config``'s lists and checked once, by ``DPOConfig``, so a wrong value gets
+    the same one-line error as any bad setting."""
+    parser = argparse.ArgumentParser(prog="python -m dpo_ref",
+                                     description="A small, readable DPO trainer.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    toy = sub.add_parser("toy", help="build the offline toy chat model (model + tokenizer) into a folder")
-    toy.add_argument("--output", help="folder to copy it to (load it with from_pretrained); it is built once "
-                     "into the cache that load_toy() and --model toy use, and reused from there")
+    toy = sub.add_parser("toy", help="build the offline toy chat model (model + "
+                         "tokenizer) into a folder")
+    toy.add_argument("--output", help="folder to copy it to (load it with "
+                     "from_pretrained); it is built once into the cache that "
+                     "load_toy() and --model toy use, and reused from there")
     toy.add_argument("--seed", type=int, help="default: $DPO_TOY_SEED or 0")
     toy.add_argument("--steps", type=int, help="pretraining steps (default 800)")
     toy.add_argument("--architecture", default="llama", metavar="|".join(ARCHITECTURES),
-                     help="llama (the course's toy), or the same world as a Qwen2-style ChatML model or a "
-                     "GPT-2-style base model without chat template and pad token (for offline tests)")
+                     help="llama (the course's toy), or the same world as a "
+                     "Qwen2-style ChatML model or a GPT-2-style base model without "
+                     "chat template and pad token (for offline tests)")
 
-    tr = sub.add_parser("train", help="train a model with DPO on a JSONL file of preference pairs")
+    tr = sub.add_parser("train", help="train a model with DPO on a JSONL file of "
+                        "preference pairs")
     tr.add_argument("--model", help="hub id, local save_pretrained folder, 'toy', a "
                     "local .gguf file, or smollm2-135m-instruct (the packaged real "
                     "model)")
-    tr.add_argument("--data", help="JSONL with prompt/chosen/rejected (standard or conversational)")
-    tr.add_argument("--eval-data", help="held-out JSONL evaluated at the end (and every --eval-every steps)")
-    tr.add_argument("--output", help="folder for the trained model, tokenizer and metrics.jsonl")
-    tr.add_argument("--save-every", type=int, help="write a checkpoint every N steps (and at the end) into OUTPUT/checkpoints")
+    tr.add_argument("--data", help="JSONL with prompt/chosen/rejected (standard or "
+                    "conversational)")
+    tr.add_argument("--eval-data", help="held-out JSONL evaluated at the end (and "
+                    "every --eval-every steps)")
+    tr.add_argument("--output", help="folder for the trained model, tokenizer and "
+                    "metrics.jsonl")
+    tr.add_argument("--save-every", type=int, help="write a checkpoint every N steps "
+                    "(and at the end) into OUTPUT/checkpoints")
     tr.add_argument("--resume", metavar="OUTPUT_DIR",
-                    help="continue the run in OUTPUT_DIR from its latest checkpoint, with the arguments it was started with")
-    tr.add_argument("--config", help="JSON file of DPOConfig fields; command-line flags override it")
+                    help="continue the run in OUTPUT_DIR from its latest checkpoint, "
+                    "with the arguments it was started with")
+    tr.add_argument("--config", help="JSON file of DPOConfig fields; command-line "
+                    "flags override it")
     tr.add_argument("--beta", type=float)
     tr.add_argument("--loss-type", metavar="|".join(LOSS_TYPES))
     tr.add_argument("--label-smoothing", type=float)
-    tr.add_argument("--length-normalize", action=argparse.BooleanOptionalAction, default=None,
-                    help="per-token mean log-probs (default: ipo, sigmoid_norm, simpo, orpo only)")
-    tr.add_argument("--rpo-alpha", type=float, help="rpo: weight α of the chosen NLL (default 1)")
-    tr.add_argument("--dpop-lambda", type=float, help="dpop: weight λ of the penalty (default 50)")
-    tr.add_argument("--rdpo-alpha", type=float, help="rdpo: α per token of length difference (> 0)")
-    tr.add_argument("--simpo-gamma", type=float, help="simpo: target margin γ (default 0.5)")
+    tr.add_argument("--length-normalize", action=argparse.BooleanOptionalAction,
+                    default=None, help="per-token mean log-probs (default: ipo, "
+                    "sigmoid_norm, simpo, orpo only)")
+    tr.add_argument("--rpo-alpha", type=float,
+                    help="rpo: weight α of the chosen NLL (default 1)")
+    tr.add_argument("--dpop-lambda", type=float,
+                    help="dpop: weight λ of the penalty (default 50)")
+    tr.add_argument("--rdpo-alpha", type=float,
+                    help="rdpo: α per token of length difference (> 0)")
+    tr.add_argument("--simpo-gamma", type=float,
+                    help="simpo: target margin γ (default 0.5)")
     tr.add_argument("--steps", type=int, dest="max_steps")
     tr.add_argument("--epochs", type=float)
     tr.add_argument("--batch-size", type=int)
@@ -65,18 +83,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--max-length", type=int)
     tr.add_argument("--seed", type=int)
     tr.add_argument("--reference", metavar="|".join(REFERENCES),
-                    help="π_ref: tr moves a copy toward the policy (TR-DPO); none: for simpo, orpo")
+                    help="π_ref: tr moves a copy toward the policy (TR-DPO); none: "
+                    "for simpo, orpo")
     tr.add_argument("--ref-model-mixup-alpha", type=float,
                     help="tr: θ_ref ← α·θ + (1 − α)·θ_ref (default 0.6)")
-    tr.add_argument("--ref-model-sync-steps", type=int, help="tr: steps τ between updates (default 512)")
-    tr.add_argument("--lora", action="store_true", default=None, help="train LoRA adapters (implied by --reference lora)")
-    tr.add_argument("--no-prompt-sharing", dest="prompt_sharing", action="store_false", default=None,
-                    help="run prompt + chosen and prompt + rejected as separate rows (for attention without custom masks)")
-    tr.add_argument("--chunked-logps", action=argparse.BooleanOptionalAction, default=None,
-                    help="log-probs without the full-vocabulary logits (default: on from a 32k vocabulary)")
-    tr.add_argument("--group-by-length", action="store_true", default=None, help="batch pairs of similar length")
+    tr.add_argument("--ref-model-sync-steps", type=int,
+                    help="tr: steps τ between updates (default 512)")
+    tr.add_argument("--lora", action="store_true", default=None,
+                    help="train LoRA adapters (implied by --reference lora)")
+    tr.add_argument("--no-prompt-sharing", dest="prompt_sharing", action="store_false",
+                    default=None, help="run prompt + chosen and prompt + rejected as "
+                    "separate rows (for attention without custom masks)")
+    tr.add_argument("--chunked-logps", action=argparse.BooleanOptionalAction,
+                    default=None, help="log-probs without the full-vocabulary logits "
+                    "(default: on from a 32k vocabulary)")
+    tr.add_argument("--group-by-length", action="store_true", default=None,
+                    help="batch pairs of similar length")
     tr.add_argument("--fsdp", action="store_true", default=None,
-                    help="shard weights, gradients and optimizer state over the launched processes (FSDP2)")
+                    help="shard weights, gradients and optimizer state over the "
+                    "launched processes (FSDP2)")
     tr.add_argument("--device")
     tr.add_argument("--precision", metavar="|".join(PRECISIONS))
     tr.add_argument("--eval-every", type=int)
@@ -84,8 +109,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     default=None,
                     help="with --eval-every, also evaluate before step 1 (default: on)")
     tr.add_argument("--log-every", type=int)
-    tr.add_argument("--skip-invalid", action="store_true", default=None, help="skip and count malformed records")
-    tr.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (off by default)")
+    tr.add_argument("--skip-invalid", action="store_true", default=None,
+                    help="skip and count malformed records")
+    tr.add_argument("--trust-remote-code", action="store_true",
+                    help="run code shipped with the model (off by default)")
     return parser.parse_args(argv)
 
 
@@ -115,16 +142,19 @@ RUN_ARGS = "run_args.json"
 
 
 def resolve_resume(args: argparse.Namespace) -> argparse.Namespace:
-    """``--resume DIR`` takes the arguments the run was started with (saved in DIR/run_args.json)."""
+    """``--resume DIR`` takes the arguments the run was started with (saved in
+    DIR/run_args.json)."""
     if args.resume:
         saved = Path(args.resume) / RUN_ARGS
         if not saved.exists():
-            raise ConfigError(f"--resume {args.resume}: no {RUN_ARGS} there; was the run started with --output {args.resume}?")
+            raise ConfigError(f"--resume {args.resume}: no {RUN_ARGS} there; was the "
+                              f"run started with --output {args.resume}?")
         resume = args.resume
         args = argparse.Namespace(**json.loads(saved.read_text()))
         args.resume = resume
         return args
-    missing = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--output", args.output)) if not value]
+    missing = [flag for flag, value in (("--model", args.model), ("--data", args.data),
+                                        ("--output", args.output)) if not value]
     if missing:
         raise ConfigError(f"train needs {', '.join(missing)} (or --resume OUTPUT_DIR)")
     return args
@@ -132,24 +162,29 @@ def resolve_resume(args: argparse.Namespace) -> argparse.Namespace:
 
 def save_run_args(args: argparse.Namespace) -> None:
     Path(args.output).mkdir(parents=True, exist_ok=True)
-    (Path(args.output) / RUN_ARGS).write_text(json.dumps({k: v for k, v in vars(args).items() if k != "resume"}, indent=2))
+    (Path(args.output) / RUN_ARGS).write_text(
+        json.dumps({k: v for k, v in vars(args).items() if k != "resume"}, indent=2))
 
 
 def build_toy_command(args: argparse.Namespace) -> int:
-    """``toy``: the cached build for this seed, step count and architecture (made if not there yet),
-    copied to ``--output`` if given, so that asking twice never trains twice."""
+    """``toy``: the cached build for this seed, step count and architecture (made if not
+    there yet), copied to ``--output`` if given, so that asking twice never trains
+    twice."""
     from .toy import DEFAULT_STEPS, ensure_toy, format_fingerprint
 
     try:
-        path = ensure_toy(args.seed, steps=args.steps or DEFAULT_STEPS, architecture=args.architecture)
+        path = ensure_toy(args.seed, steps=args.steps or DEFAULT_STEPS,
+                          architecture=args.architecture)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     if args.output is not None:
         path = Path(shutil.copytree(path, args.output, dirs_exist_ok=True))
-        share(path)  # a toy cached by an older dpo_ref may hold a mode-600 model.safetensors
+        # a toy cached by an older dpo_ref may hold a mode-600 model.safetensors
+        share(path)
     print(f"toy model ready: {path}", file=sys.stderr)
     if (path / "fingerprint.json").exists():
-        print(format_fingerprint(json.loads((path / "fingerprint.json").read_text())), file=sys.stderr)
+        print(format_fingerprint(json.loads((path / "fingerprint.json").read_text())),
+              file=sys.stderr)
     return 0
 
 
@@ -159,21 +194,27 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "toy":
             return build_toy_command(args)
         args = resolve_resume(args)
-        config = from_launcher(config_from_args(args))  # validated before any model is loaded
-        is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun/accelerate only rank 0 writes and prints
+        # validated before any model is loaded
+        config = from_launcher(config_from_args(args))
+        # under torchrun/accelerate only rank 0 writes and prints
+        is_main = int(os.environ.get("RANK", "0")) == 0
         from .data import prepare_pairs
         from .loading import load_model, load_tokenizer
         from .trainer import train
 
-        # Data first (it needs only the tokenizer): a bad record is reported before a large model loads.
+        # Data first (it needs only the tokenizer): a bad record is reported before a
+        # large model loads.
         tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
-        data = prepare_pairs(args.data, tokenizer, config.max_length, config.skip_invalid)
+        data = prepare_pairs(args.data, tokenizer, config.max_length,
+                             config.skip_invalid)
         if is_main:
             print(f"data: {data.report()}", file=sys.stderr)
             for message in data.skip_messages[:10]:
                 print(f"  skipped {message}", file=sys.stderr)
-        eval_data = prepare_pairs(args.eval_data, tokenizer, config.max_length, config.skip_invalid) if args.eval_data else None
-        if not args.resume and is_main:  # only for data that was accepted: a rejected run leaves nothing
+        eval_data = (prepare_pairs(args.eval_data, tokenizer, config.max_length,
+                                   config.skip_invalid) if args.eval_data else None)
+        # only for data that was accepted: a rejected run leaves nothing
+        if not args.resume and is_main:
             save_run_args(args)
         model = load_model(args.model, trust_remote_code=args.trust_remote_code)
         result = train(model, tokenizer, data, config, eval_data)

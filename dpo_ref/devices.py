@@ -1,4 +1,5 @@
-"""One process's device and number format: where tensors live and in which precision the model runs."""
+"""One process's device and number format: where tensors live and in which precision the
+model runs."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 def resolve_device(name: str = "auto") -> torch.device:
     if name != "auto":
         return torch.device(name)
-    if torch.cuda.is_available():  # under torchrun/accelerate each process takes its own GPU
+    # under torchrun/accelerate each process takes its own GPU
+    if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
@@ -26,18 +28,23 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision == "auto":
         if device.type != "cuda":
             return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+        return (torch.bfloat16
+                if torch.cuda.is_bf16_supported(including_emulation=False)
+                else torch.float16)
     return DTYPES[precision]
 
 
-def autocast_for(device: torch.device, dtype: torch.dtype) -> Callable[[], contextlib.AbstractContextManager]:
+def autocast_for(device: torch.device,
+                 dtype: torch.dtype) -> Callable[[], contextlib.AbstractContextManager]:
     """A factory of autocast contexts: matmuls in ``dtype``, weights stay fp32."""
     if dtype == torch.float32:
         return contextlib.nullcontext
     return lambda: torch.autocast(device.type, dtype=dtype)
 
 
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+def to_device(batch: dict[str, torch.Tensor],
+              device: torch.device) -> dict[str, torch.Tensor]:
     if device.type == "cuda":  # pinned host memory lets the copy overlap with compute
-        return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+        return {k: v.pin_memory().to(device, non_blocking=True)
+                for k, v in batch.items()}
     return {k: v.to(device) for k, v in batch.items()}

@@ -1,8 +1,9 @@
 """Folders dpo_ref writes get the permissions the user's umask asks for.
 
-``save_pretrained`` writes ``model.safetensors`` with mode 600 (it goes through a private temporary
-file), and ``tempfile.mkdtemp`` makes 700 folders: a model saved for a team, a web server or another
-user would be unreadable to them although every other file of the folder is not.
+``save_pretrained`` writes ``model.safetensors`` with mode 600 (it goes through a
+private temporary file), and ``tempfile.mkdtemp`` makes 700 folders: a model saved for a
+team, a web server or another user would be unreadable to them although every other file
+of the folder is not.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 
 
 def share(folder: str | Path) -> None:
-    """Give ``folder`` and the files in it the modes a plain ``open``/``mkdir`` would have given."""
+    """Give ``folder`` and the files in it the modes a plain ``open``/``mkdir`` would
+    have given."""
     mask = os.umask(0)
     os.umask(mask)
     for path in [Path(folder), *Path(folder).rglob("*")]:

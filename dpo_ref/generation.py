@@ -12,17 +12,21 @@ from .data import encode_prompt, pad_token_id
 
 @torch.no_grad()
 def generate(
-    model, tokenizer, prompts: Sequence[Any], max_new_tokens: int = 48, do_sample: bool = False,
-    temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None, batch_size: int = 32,
+    model, tokenizer, prompts: Sequence[Any], max_new_tokens: int = 48,
+    do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+    seed: int | None = None, batch_size: int = 32,
 ) -> list[str]:
-    """Responses to ``prompts`` (strings become one user message), greedy unless ``do_sample``.
+    """Responses to ``prompts`` (strings become one user message), greedy unless
+    ``do_sample``.
 
-    Prompts of equal token length are batched together, so no padding enters the forward pass and
-    a batched greedy answer is the same as a one-at-a-time answer.
+    Prompts of equal token length are batched together, so no padding enters the forward
+    pass and a batched greedy answer is the same as a one-at-a-time answer.
     """
     device = next(model.parameters()).device
-    # Without a chat template (a base model) encode_prompt reads messages as plain lines of text.
-    messages = [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
+    # Without a chat template (a base model) encode_prompt reads messages as plain
+    # lines of text.
+    messages = [[{"role": "user", "content": p}] if isinstance(p, str) else p
+                for p in prompts]
     encoded = [encode_prompt(tokenizer, m) for m in messages]
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, ids in enumerate(encoded):
@@ -37,10 +41,12 @@ def generate(
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             input_ids = torch.tensor([encoded[i] for i in chunk], device=device)
-            kwargs = dict(do_sample=do_sample, temperature=temperature, top_p=top_p) if do_sample else dict(do_sample=False)
+            kwargs = (dict(do_sample=do_sample, temperature=temperature, top_p=top_p)
+                      if do_sample else dict(do_sample=False))
             out = model.generate(
-                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, **kwargs,
+                input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=pad, **kwargs,
             )
             for i, row in zip(chunk, out[:, length:]):
                 responses[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
@@ -63,15 +69,18 @@ def unchanged_rate(before: Sequence[str], after: Sequence[str]) -> float:
 
 
 def distinct_n(responses: Sequence[str], n: int = 2) -> float:
-    """Distinct n-grams over all n-grams of the responses' words: falls when generations repeat."""
-    grams = [tuple(w[i : i + n]) for w in (r.split() for r in responses) for i in range(len(w) - n + 1)]
+    """Distinct n-grams over all n-grams of the responses' words: falls when generations
+    repeat."""
+    grams = [tuple(w[i : i + n]) for w in (r.split() for r in responses)
+             for i in range(len(w) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
 @torch.no_grad()
 def sequence_kl(policy, reference, tokenizer, prompts: Sequence[Any],
                 responses: Sequence[str], batch_size: int = 64) -> float:
-    """Mean over prompts of Σ_t KL(π_θ(·|x, y_<t) ‖ π_ref(·|x, y_<t)) along the given responses.
+    """Mean over prompts of Σ_t KL(π_θ(·|x, y_<t) ‖ π_ref(·|x, y_<t)) along the
+    given responses.
 
     The exact per-token KL between the two next-token distributions, summed over the
     response tokens (usually the reference's own greedy answers): how far training moved
@@ -81,7 +90,8 @@ def sequence_kl(policy, reference, tokenizer, prompts: Sequence[Any],
     device = next(policy.parameters()).device
     rows = []  # (token ids, first and last position that predicts a response token)
     for prompt, response in zip(prompts, responses):
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        messages = ([{"role": "user", "content": prompt}] if isinstance(prompt, str)
+                    else prompt)
         prompt_ids = encode_prompt(tokenizer, messages)
         response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
         ids = prompt_ids + response_ids + [tokenizer.eos_token_id]

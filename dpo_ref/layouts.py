@@ -1,10 +1,12 @@
-"""The row layout of a batch: how pairs become rows, and how rows become log-probabilities.
+"""The row layout of a batch: how pairs become rows, and how rows become
+log-probabilities.
 
-Two layouts compute the same numbers: ``collate`` + ``concatenated_forward`` (2B rows, prompt + chosen
-and prompt + rejected) and ``collate_shared`` + ``shared_forward`` (one row per pair, the prompt once).
-A ``Layout`` is chosen once from the config and carries both halves, so a batch is always read by the
-forward that matches its collator. It also carries the other choice every log-prob shares: summed or
-per-token mean (``DPOConfig.mean_logps``), the same for the policy and the reference.
+Two layouts compute the same numbers: ``collate`` + ``concatenated_forward`` (2B rows,
+prompt + chosen and prompt + rejected) and ``collate_shared`` + ``shared_forward`` (one
+row per pair, the prompt once). A ``Layout`` is chosen once from the config and carries
+both halves, so a batch is always read by the forward that matches its collator. It also
+carries the other choice every log-prob shares: summed or per-token mean
+(``DPOConfig.mean_logps``), the same for the policy and the reference.
 """
 
 from __future__ import annotations
@@ -30,17 +32,22 @@ if TYPE_CHECKING:
 class Layout:
     shared_prompt: bool = False  # one row per pair (prompt sharing) instead of 2B rows
     mean: bool = False           # per-token mean log-probs instead of sums
-    chunk: int = 0               # > 0: log-probs from hidden states, this many tokens at a time
+    chunk: int = 0               # > 0: log-probs from hidden states, this many tokens
+                                 # at a time
 
     @classmethod
     def of(cls, config: "DPOConfig", model: torch.nn.Module) -> "Layout":
-        return cls(shared_prompt=config.prompt_sharing, mean=config.mean_logps, chunk=logps_chunk(config, model))
+        return cls(shared_prompt=config.prompt_sharing, mean=config.mean_logps,
+                   chunk=logps_chunk(config, model))
 
-    def collate(self, pairs: Sequence[PreferencePair], pad_token_id: int) -> dict[str, torch.Tensor]:
+    def collate(self, pairs: Sequence[PreferencePair],
+                pad_token_id: int) -> dict[str, torch.Tensor]:
         return (collate_shared if self.shared_prompt else collate)(pairs, pad_token_id)
 
-    def logps(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``chosen_logps``, ``rejected_logps`` (and their token counts) of a batch of this layout."""
+    def logps(self, model: torch.nn.Module,
+              batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``chosen_logps``, ``rejected_logps`` (and their token counts) of a batch of
+        this layout."""
         forward = shared_forward if self.shared_prompt else concatenated_forward
         return forward(model, batch, self.mean, self.chunk)
 
@@ -49,44 +56,56 @@ ROWS = Layout()  # 2B rows, summed log-probs: the layout of the DPO authors' cod
 
 
 def logps_chunk(config: "DPOConfig", model: torch.nn.Module) -> int:
-    """Tokens per chunk of the LM head, or 0 for the full logits. ``chunked_logps=None`` (the default)
-    chunks from a vocabulary of ``AUTO_VOCAB`` tokens on, where the model allows it and not under FSDP."""
+    """Tokens per chunk of the LM head, or 0 for the full logits. ``chunked_logps=None``
+    (the default) chunks from a vocabulary of ``AUTO_VOCAB`` tokens on, where the model
+    allows it and not under FSDP."""
     if config.chunked_logps is False:
         return 0
-    reason = chunking_unsupported(model) or ("FSDP shards the LM head" if config.fsdp else None)
+    reason = (chunking_unsupported(model)
+              or ("FSDP shards the LM head" if config.fsdp else None))
     if config.chunked_logps is None:
-        return config.logps_chunk_tokens if reason is None and vocab_size(model) >= AUTO_VOCAB else 0
+        return (config.logps_chunk_tokens
+                if reason is None and vocab_size(model) >= AUTO_VOCAB else 0)
     if reason:
-        raise ConfigError(f"chunked_logps=True cannot work with this model: {reason}; set chunked_logps=False")
+        raise ConfigError(f"chunked_logps=True cannot work with this model: {reason}; "
+                          "set chunked_logps=False")
     return config.logps_chunk_tokens
 
 
 @torch.no_grad()
-def check_prompt_sharing(model: torch.nn.Module, pairs: list[PreferencePair], pad_token_id: int,
-                         chunk: int = 0) -> float:
-    """Largest difference (nats) between shared and separate log-probs on ``pairs``; raises if it is not tiny.
+def check_prompt_sharing(model: torch.nn.Module, pairs: list[PreferencePair],
+                         pad_token_id: int, chunk: int = 0) -> float:
+    """Largest difference (nats) between shared and separate log-probs on ``pairs``;
+    raises if it is not tiny.
 
-    Run once before training: a model whose attention ignores custom 4D masks (flash-attention 2, say)
-    would otherwise train on silently wrong log-probs. ``chunk``: the run's, so that the check needs no
-    more memory than a training step (2B full rows of full logits would, at a large vocabulary).
+    Run once before training: a model whose attention ignores custom 4D masks
+    (flash-attention 2, say) would otherwise train on silently wrong log-probs.
+    ``chunk``: the run's, so that the check needs no more memory than a training step
+    (2B full rows of full logits would, at a large vocabulary).
     """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
-        rows, shared_layout = Layout(chunk=chunk), Layout(shared_prompt=True, chunk=chunk)
-        separate = rows.logps(model, to_device(rows.collate(pairs, pad_token_id), device))
-        shared = shared_layout.logps(model, to_device(shared_layout.collate(pairs, pad_token_id), device))
+        rows, shared_layout = (Layout(chunk=chunk),
+                               Layout(shared_prompt=True, chunk=chunk))
+        separate = rows.logps(
+            model, to_device(rows.collate(pairs, pad_token_id), device))
+        shared = shared_layout.logps(
+            model, to_device(shared_layout.collate(pairs, pad_token_id), device))
     except (TypeError, ValueError, RuntimeError) as error:
-        raise ValueError(f"this model cannot run prompt sharing ({error}); set prompt_sharing=False") from error
+        raise ValueError(f"this model cannot run prompt sharing ({error}); "
+                         "set prompt_sharing=False") from error
     finally:
         model.train(was_training)
     expected = torch.cat([separate["chosen_logps"], separate["rejected_logps"]])
     got = torch.cat([shared["chosen_logps"], shared["rejected_logps"]])
     diff = (got - expected).abs().max().item()
     low_precision = next(model.parameters()).dtype != torch.float32
-    tolerance = (0.05 if low_precision else 1e-3) * (1 + expected.abs().max().item() / 10)
+    tolerance = ((0.05 if low_precision else 1e-3)
+                 * (1 + expected.abs().max().item() / 10))
     if not diff <= tolerance:
-        raise ValueError(f"prompt sharing changes this model's log-probs by {diff:.3g} nats (tolerance "
-                         f"{tolerance:.3g}): its attention does not honour the custom mask; set prompt_sharing=False")
+        raise ValueError(f"prompt sharing changes this model's log-probs by {diff:.3g} "
+                         f"nats (tolerance {tolerance:.3g}): its attention does not "
+                         "honour the custom mask; set prompt_sharing=False")
     return diff

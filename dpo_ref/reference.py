@@ -1,18 +1,24 @@
-"""The reference policy π_ref, five ways, behind one method: ``logps(batch) -> (chosen, rejected)``.
+"""The reference policy π_ref, five ways, behind one method:
+``logps(batch) -> (chosen, rejected)``.
 
-- ``CopyReference``: a frozen deep copy of the starting policy. Simple; doubles the weights in memory.
-- ``LoraReference``: the policy is a PEFT LoRA model; with its adapters disabled it *is* the base model,
-  so π_ref costs no memory at all. Only right when training starts from fresh (zero-effect) adapters:
-  an adapter that was already trained makes "adapters off" a different model from the starting policy.
-- ``PrecomputedReference``: one pass over the data before training stores π_ref's log-probs per pair;
-  training then needs no reference forward at all.
-- ``TrustRegionReference`` (``tr``): TR-DPO's frozen copy that moves toward the policy every τ steps.
-- ``NoReference`` (``none``): no π_ref at all, for the reference-free losses (SimPO, ORPO).
+- ``CopyReference``: a frozen deep copy of the starting policy. Simple; doubles the
+  weights in memory.
+- ``LoraReference``: the policy is a PEFT LoRA model; with its adapters disabled it *is*
+  the base model, so π_ref costs no memory at all. Only right when training starts from
+  fresh (zero-effect) adapters: an adapter that was already trained makes "adapters off"
+  a different model from the starting policy.
+- ``PrecomputedReference``: one pass over the data before training stores π_ref's
+  log-probs per pair; training then needs no reference forward at all.
+- ``TrustRegionReference`` (``tr``): TR-DPO's frozen copy that moves toward the policy
+  every τ steps.
+- ``NoReference`` (``none``): no π_ref at all, for the reference-free losses (SimPO,
+  ORPO).
 
-The loop calls ``after_step(policy, step)`` once per optimizer step; only TR-DPO's reference uses it.
+The loop calls ``after_step(policy, step)`` once per optimizer step; only TR-DPO's
+reference uses it.
 
-Each reads its batches with the run's ``Layout`` (``dpo_ref.layouts``), so its log-probs are summed or
-averaged exactly as the policy's are.
+Each reads its batches with the run's ``Layout`` (``dpo_ref.layouts``), so its log-probs
+are summed or averaged exactly as the policy's are.
 """
 
 from __future__ import annotations
@@ -27,13 +33,16 @@ from .layouts import ROWS, Layout
 
 
 class Reference:
-    """What the loop asks of π_ref: the log-probs of a batch, and a call after each optimizer step."""
+    """What the loop asks of π_ref: the log-probs of a batch, and a call after each
+    optimizer step."""
 
-    def logps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def logps(self,
+              batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def after_step(self, policy: torch.nn.Module, step: int) -> None:
-        """Called once after optimizer step ``step`` (from 1): π_ref stays (TR-DPO's moves)."""
+        """Called once after optimizer step ``step`` (from 1): π_ref stays (TR-DPO's
+        moves)."""
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -42,8 +51,10 @@ def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 
 class CopyReference(Reference):
-    def __init__(self, policy: torch.nn.Module, layout: Layout = ROWS, frozen: torch.nn.Module | None = None):
-        """``frozen``: the copy, when it was taken already (FSDP shards it with the policy first)."""
+    def __init__(self, policy: torch.nn.Module, layout: Layout = ROWS,
+                 frozen: torch.nn.Module | None = None):
+        """``frozen``: the copy, when it was taken already (FSDP shards it with the
+        policy first)."""
         self.model = frozen if frozen is not None else frozen_copy(policy)
         self.layout = layout
 
@@ -56,7 +67,8 @@ class CopyReference(Reference):
 class LoraReference(Reference):
     def __init__(self, policy: torch.nn.Module, layout: Layout = ROWS):
         if not hasattr(policy, "disable_adapter"):
-            raise TypeError("the 'lora' reference needs a PEFT model (wrap the policy with peft.get_peft_model)")
+            raise TypeError("the 'lora' reference needs a PEFT model "
+                            "(wrap the policy with peft.get_peft_model)")
         self.policy = policy
         self.layout = layout
 
@@ -75,8 +87,10 @@ class PrecomputedReference(Reference):
 
     @classmethod
     @torch.no_grad()
-    def from_batches(cls, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]], n_pairs: int,
-                     layout: Layout = ROWS, autocast: Callable | None = None) -> "PrecomputedReference":
+    def from_batches(cls, model: torch.nn.Module,
+                     batches: Iterable[dict[str, torch.Tensor]], n_pairs: int,
+                     layout: Layout = ROWS,
+                     autocast: Callable | None = None) -> "PrecomputedReference":
         was_training = model.training
         model.eval()
         chosen = torch.full((n_pairs,), float("nan"))
@@ -85,41 +99,51 @@ class PrecomputedReference(Reference):
             with autocast() if autocast else contextlib.nullcontext():
                 out = layout.logps(model, batch)
             index = batch["index"].cpu()
-            chosen[index], rejected[index] = out["chosen_logps"].float().cpu(), out["rejected_logps"].float().cpu()
+            chosen[index], rejected[index] = (out["chosen_logps"].float().cpu(),
+                                              out["rejected_logps"].float().cpu())
         model.train(was_training)
         if torch.isnan(chosen).any() or torch.isnan(rejected).any():
-            raise RuntimeError("precomputing reference log-probs left some pairs without a value")
+            raise RuntimeError("precomputing reference log-probs left some pairs "
+                               "without a value")
         return cls(chosen, rejected)
 
     def logps(self, batch):
         index = batch["index"]
-        if self.chosen.device != index.device:  # once: indexing on the GPU needs no host synchronisation
-            self.chosen, self.rejected = self.chosen.to(index.device), self.rejected.to(index.device)
+        # once: indexing on the GPU needs no host synchronisation
+        if self.chosen.device != index.device:
+            self.chosen, self.rejected = (self.chosen.to(index.device),
+                                          self.rejected.to(index.device))
         return self.chosen[index], self.rejected[index]
 
 
 class TrustRegionReference(CopyReference):
-    """TR-DPO's soft update (Gorbatovski et al. 2024, arXiv 2404.09656): a frozen copy that every τ
-    optimizer steps moves toward the policy, θ_ref ← α·θ + (1 − α)·θ_ref (α = 1: π_ref := π_θ, the
-    hard update). TRL's ``sync_ref_model``, with α ``ref_model_mixup_alpha``, τ
-    ``ref_model_sync_steps``.
+    """TR-DPO's soft update (Gorbatovski et al. 2024, arXiv 2404.09656): a frozen copy
+    that every τ optimizer steps moves toward the policy,
+    θ_ref ← α·θ + (1 − α)·θ_ref (α = 1: π_ref := π_θ, the hard update).
+    TRL's ``sync_ref_model``, with α ``ref_model_mixup_alpha``,
+    τ ``ref_model_sync_steps``.
     """
 
     def __init__(self, policy: torch.nn.Module, layout: Layout = ROWS,
-                 frozen: torch.nn.Module | None = None, alpha: float = 0.6, sync_steps: int = 512):
+                 frozen: torch.nn.Module | None = None, alpha: float = 0.6,
+                 sync_steps: int = 512):
         super().__init__(policy, layout, frozen)
         self.alpha, self.sync_steps = alpha, sync_steps
 
     @torch.no_grad()
     def after_step(self, policy: torch.nn.Module, step: int) -> None:
-        if step % self.sync_steps == 0:  # the copy was taken whole, so its parameters pair with θ's
-            for ref, new in zip(self.model.parameters(), policy.parameters(), strict=True):
-                ref.mul_(1 - self.alpha).add_(new, alpha=self.alpha)  # TRL's two ops: the same bits
+        # the copy was taken whole, so its parameters pair with θ's
+        if step % self.sync_steps == 0:
+            for ref, new in zip(self.model.parameters(), policy.parameters(),
+                                strict=True):
+                # TRL's two ops: the same bits
+                ref.mul_(1 - self.alpha).add_(new, alpha=self.alpha)
 
 
 class NoReference(Reference):
-    """No π_ref: nothing is copied, precomputed or run. For the losses that read no reference
-    (``losses.REFERENCE_FREE``: simpo, orpo), which ``DPOConfig`` allows with this one only."""
+    """No π_ref: nothing is copied, precomputed or run. For the losses that read no
+    reference (``losses.REFERENCE_FREE``: simpo, orpo), which ``DPOConfig`` allows with
+    this one only."""
 
     def logps(self, batch: dict[str, torch.Tensor]) -> tuple[None, None]:
         return None, None
@@ -127,14 +151,15 @@ class NoReference(Reference):
 
 def make_reference(strategy: str, policy: torch.nn.Module, layout: Layout,
                    ordered_batches: Callable[[], Iterable[dict]], n_pairs: int,
-                   frozen: torch.nn.Module | None = None, autocast: Callable | None = None,
-                   mixup_alpha: float = 0.6, sync_steps: int = 512) -> Reference:
+                   frozen: torch.nn.Module | None = None,
+                   autocast: Callable | None = None, mixup_alpha: float = 0.6,
+                   sync_steps: int = 512) -> Reference:
     """π_ref for ``DPOConfig.reference``, built from the policy as training starts.
 
-    ``ordered_batches()`` yields the training pairs once in order (only ``precomputed`` reads them).
-    With LoRA, the precomputation runs on the base model: fresh adapters change nothing yet, but
-    "adapters off" is exactly the model that training starts from. ``mixup_alpha``, ``sync_steps``:
-    TR-DPO's α and τ (``tr`` only).
+    ``ordered_batches()`` yields the training pairs once in order (only ``precomputed``
+    reads them). With LoRA, the precomputation runs on the base model: fresh adapters
+    change nothing yet, but "adapters off" is exactly the model that training starts
+    from. ``mixup_alpha``, ``sync_steps``: TR-DPO's α and τ (``tr`` only).
     """
     if strategy == "none":
         return NoReference()
@@ -144,5 +169,7 @@ def make_reference(strategy: str, policy: torch.nn.Module, layout: Layout,
         return TrustRegionReference(policy, layout, frozen, mixup_alpha, sync_steps)
     if strategy == "lora":
         return LoraReference(policy, layout)
-    with policy.disable_adapter() if hasattr(policy, "disable_adapter") else contextlib.nullcontext():
-        return PrecomputedReference.from_batches(policy, ordered_batches(), n_pairs, layout, autocast)
+    with (policy.disable_adapter() if hasattr(policy, "disable_adapter")
+          else contextlib.nullcontext()):
+        return PrecomputedReference.from_batches(policy, ordered_batches(), n_pairs,
+                                                 layout, autocast)

