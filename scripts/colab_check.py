@@ -37,6 +37,7 @@ hub; pip needs the package registry (or its cache) for step 1.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import re
 import subprocess
@@ -80,16 +81,22 @@ def make_venv(venv: Path) -> Path:
     return python
 
 
-def build_models(python: Path, work: Path, architectures: list[str]) -> dict[str, str]:
-    """``MODEL`` per architecture: "toy" for the Llama toy, a local folder for the others."""
+def build_models(work: Path, architectures: list[str]) -> dict[str, str]:
+    """``MODEL`` per architecture: "toy" for the Llama toy, a local folder for the others.
+
+    Built by this interpreter (which has the working tree's dpo_ref), so that
+    ``main`` can build them while the venv is made: the two take minutes each on a
+    fresh machine. The toys land in the model cache and are copied from there later.
+    """
     models = {}
     for arch in architectures:
         if arch == "llama":
             models[arch] = "toy"
             continue
         folder = work / "models" / arch
-        subprocess.run([str(python), "-m", "dpo_ref", "toy", "--architecture", arch, "--steps", "300",
-                        "--output", str(folder)], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "dpo_ref", "toy", "--architecture", arch,
+                        "--steps", "300", "--output", str(folder)],
+                       check=True, capture_output=True)
         models[arch] = str(folder)
     return models
 
@@ -166,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         for page in pages:
             (args.keep / f"{page.stem}.ipynb").unlink(missing_ok=True)
     stamp = build_stamp(fast=True)  # the dpo_ref that make_venv installs just after
-    python = make_venv(args.venv or work / "venv")
-    models = build_models(python, work, args.architectures)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # the models while pip works
+        building = pool.submit(build_models, work, args.architectures)
+        python = make_venv(args.venv or work / "venv")
+        models = building.result()
     runs = []  # (architecture, page, prepared notebook)
     for arch, model in models.items():
         for page in pages:
