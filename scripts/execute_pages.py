@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -78,6 +79,22 @@ def _cell_timeout(cell, timeout: int) -> int:
     return min(timeout, WIDGET_CELL_TIMEOUT) if _is_widget_cell(cell) else timeout
 
 
+def _ipc_kernel(folder: str):
+    """Configuration for a kernel that talks over Unix sockets in ``folder``.
+
+    Over TCP, jupyter_client picks free ports by binding and releasing them before the
+    kernel binds them itself; two pages starting at once in two processes can pick the
+    same port, and one kernel dies before replying to kernel_info (seen in CI). Sockets
+    in a folder of its own cannot collide.
+    """
+    from traitlets.config import Config
+
+    config = Config()
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = os.path.join(folder, "socket")
+    return config
+
+
 def execute(path: str, env: dict[str, str], timeout: int = 1800, keep_notebook: bool = False,
             kernel_name: str = "python3") -> dict:
     """Run one page top to bottom in a fresh kernel; its status, wall time and per-cell times.
@@ -98,9 +115,11 @@ def execute(path: str, env: dict[str, str], timeout: int = 1800, keep_notebook: 
             return _cell_timeout(cell, timeout)
 
         try:
-            NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
-                           timeout_func=cell_timeout,
-                           resources={"metadata": {"path": str(Path(path).parent)}}).execute()
+            with tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
+                NotebookClient(nb, config=_ipc_kernel(sockets), kernel_name=kernel_name,
+                               timeout=timeout, timeout_func=cell_timeout,
+                               resources={"metadata": {"path": str(Path(path).parent)}}
+                               ).execute()
         except CellExecutionError as exc:
             import re
 
