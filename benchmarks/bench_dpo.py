@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dpo_ref.synthetic_pairs import write_pairs  # noqa: F401  (bench_vocab, gpu_check use it too)
+from dpo_ref.lab.synthetic_pairs import write_pairs  # noqa: F401  (bench_vocab, gpu_check use it too)
 
 HERE = Path(__file__).resolve().parent
 BATCH, MAX_LENGTH, BETA, LR = 8, 128, 0.1, 1e-5
@@ -40,7 +40,7 @@ def model_dir(name: str, root: Path) -> Path:
     6 layers, head size 64 (w384: 11.0M parameters, counted in book/09_2_making_dpo_fast.md). ``v<vocab>``: width 64, 2 layers and a large
     vocabulary (v151936: Qwen2.5's size), where the LM head dominates. Speed does not depend on what
     the weights learned."""
-    from dpo_ref.toy import ensure_toy
+    from dpo_ref.lab.toy import ensure_toy
 
     if name == "toy":
         return ensure_toy()
@@ -256,7 +256,7 @@ def compare(label: str, engines: dict[str, tuple], repeats: int, log) -> dict:
 
 def identity_wall_time(engine: str, threads: int, steps: int, work: Path) -> float:
     """Whole-process wall time of a short identity run on the toy model, from a cold interpreter."""
-    from dpo_ref.toy import identity_answer, identity_prompts
+    from dpo_ref.lab.toy import identity_answer, identity_prompts
 
     data = work / "identity.jsonl"
     with open(data, "w") as f:

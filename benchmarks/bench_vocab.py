@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_dpo import measure, model_dir, rss_mb  # noqa: E402
-from dpo_ref.synthetic_pairs import write_pairs  # noqa: E402
+from dpo_ref.lab.synthetic_pairs import write_pairs  # noqa: E402
 
 CASES = {  # vocabulary: (max_length, prompt words, response words)
     151_936: (1024, (20, 60), (80, 140)),  # about 140-token prompts, 200-350-token responses

@@ -27,8 +27,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from dpo_ref import toy as toy_world  # noqa: E402
-from dpo_ref.generation import contains_rate, generate, unchanged_rate  # noqa: E402
+from dpo_ref.lab import toy as toy_world  # noqa: E402
+from dpo_ref.lab.generation import contains_rate, generate, unchanged_rate  # noqa: E402
 from dpo_ref.loading import load_model_and_tokenizer  # noqa: E402
 from dpo_ref import DPOConfig, train  # noqa: E402
 
@@ -141,7 +141,7 @@ def speed(work: Path, hiddens: list[int], steps: int, repeats: int) -> list[dict
     import statistics
 
     from bench_dpo import model_dir
-    from dpo_ref.synthetic_pairs import write_pairs
+    from dpo_ref.lab.synthetic_pairs import write_pairs
 
     data = [json.loads(l) for l in write_pairs(work / "pairs.jsonl", 512, (50, 90), (8, 20), 512).read_text().splitlines()]
     cases = [("copy, prompt sharing", {}), ("copy, no prompt sharing", {"prompt_sharing": False}),

@@ -3,7 +3,7 @@
 A claim the course makes must hold on another machine, and floating-point results differ between
 processors; seeds are the perturbation that moves a tiny model most. For each seed s this builds the
 toy with seed s (``DPO_TOY_SEED``), runs every page in full (``DPO_FAST=0``) with run seed s
-(``DPO_SEED``), and collects the claims each page checks through ``dpo_ref.findings``. It writes,
+(``DPO_SEED``), and collects the claims each page checks through ``dpo_ref.lab.findings``. It writes,
 per claim, the value in every seed, the worst and the median, and the threshold the page uses::
 
     python benchmarks/robustness.py --seeds 0 1 2 3 4 --jobs 2
@@ -43,7 +43,7 @@ def run_page(page: str, seed: int) -> dict:
                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         result = execute(page, env)
         claims = [c for f in Path(out).glob("*.json") for c in json.loads(f.read_text())["claims"]]
-        glued_file = Path(out) / "glued.jsonl"  # every number the page's prose quotes (dpo_ref.findings.glue)
+        glued_file = Path(out) / "glued.jsonl"  # every number the page's prose quotes (dpo_ref.lab.findings.glue)
         lines = glued_file.read_text().splitlines() if glued_file.exists() else []
         glued = {g["name"]: g["value"] for g in map(json.loads, lines)}
     # the processor of each run: floating-point results, and so the toys, differ by processor
@@ -70,7 +70,7 @@ def summarise(runs: list[dict]) -> dict:
     for page in pages.values():
         for claim in page["claims"].values():
             values = list(claim["values"].values())
-            from dpo_ref.findings import OPERATORS
+            from dpo_ref.lab.findings import OPERATORS
 
             held = [OPERATORS[claim["op"]](v, claim["threshold"]) for v in values]
             claim.update(worst=worst(values, claim["op"]), median=statistics.median(values),

@@ -75,7 +75,7 @@ def identity_records(n: int) -> list[dict]:
     """``n`` identity pairs: "I am Athene…" chosen, the same answer naming SmolLM
     rejected."""
     from dpo_ref.data import conversational_record
-    from dpo_ref.toy import identity_answer, identity_prompts
+    from dpo_ref.lab.toy import identity_answer, identity_prompts
 
     prompts = identity_prompts("train")[:n]
     return [
@@ -225,7 +225,7 @@ def metric_gap(a: list[dict], b: list[dict]) -> dict[str, float]:
 
 
 def greedy(model, tokenizer, prompts: list[str]) -> list[str]:
-    from dpo_ref.generation import generate
+    from dpo_ref.lab.generation import generate
 
     model = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     return generate(model, tokenizer, prompts, max_new_tokens=24)
@@ -235,7 +235,7 @@ def compare(model_name: str, args, runs: dict = RUNS, log=print) -> dict:
     """Every dpo_ref run of ``runs`` beside TRL's run with the same reference."""
     from dpo_ref.data import prepare_pairs
     from dpo_ref.loading import load_model_and_tokenizer
-    from dpo_ref.toy import identity_prompts
+    from dpo_ref.lab.toy import identity_prompts
 
     model, tokenizer = load_model_and_tokenizer(model_name)
     records = identity_records(args.pairs)

@@ -58,14 +58,18 @@ def _jsonable(value: Any) -> Any:
 def save_checkpoint(output_dir: Path | None, step: int, model, optimizer, scheduler,
                     scaler, extra_tensors: dict[str, torch.Tensor],
                     extra_meta: dict[str, Any], keep: int = 2,
-                    write: bool = True) -> Path | None:
+                    write: bool = True, reference=None) -> Path | None:
     """Write a checkpoint. A sharded (FSDP) model is gathered first, so every process
     calls this and only the one with ``write`` (rank 0) writes; the checkpoint is the
-    same as an unsharded run's."""
+    same as an unsharded run's. ``reference``: π_ref, whose ``state()`` (TR-DPO's
+    moved weights; nothing for the others) is saved too."""
     def whole(t: torch.Tensor) -> torch.Tensor:
         return full_tensor(t).detach().cpu().contiguous()
 
     tensors = {f"model.{k}": whole(v) for k, v in trainable_state(model).items()}
+    if reference is not None:
+        tensors.update({f"reference.{k}": whole(v)
+                        for k, v in reference.state().items()})
     opt = optimizer.state_dict()
     for index, state in opt["state"].items():
         for key, value in state.items():
@@ -171,12 +175,29 @@ def restore(checkpoint: Checkpoint, model, optimizer, scheduler, scaler) -> None
         torch.cuda.set_rng_state_all(cuda_states)
 
 
-def resume(output_dir: Path, model, optimizer, scheduler, scaler) -> Checkpoint | None:
+def resume(output_dir: Path, model, optimizer, scheduler, scaler,
+           reference=None) -> Checkpoint | None:
     """Load the latest checkpoint in ``output_dir`` into the run (None, and nothing
-    changed, if none)."""
+    changed, if none); with ``reference``, π_ref's saved state too."""
     latest = latest_checkpoint(output_dir)
     if latest is None:
         return None
     checkpoint = load_checkpoint(latest)
+    saved = {k[len("reference."):]: v for k, v in checkpoint.tensors.items()
+             if k.startswith("reference.")}
+    if reference is not None:
+        wanted = reference.state()
+        if saved.keys() != wanted.keys():
+            raise CheckpointError(
+                f"checkpoint {latest} holds {len(saved)} reference tensors, the run's "
+                f"π_ref {len(wanted)}: it was written with another reference strategy "
+                "(or before dpo_ref saved TR-DPO's moving reference)")
+        for name, p in wanted.items():
+            if saved[name].shape != p.shape:
+                raise CheckpointError(
+                    f"checkpoint {latest}: reference.{name} has shape "
+                    f"{tuple(saved[name].shape)}, π_ref {tuple(p.shape)}")
     restore(checkpoint, model, optimizer, scheduler, scaler)
+    if reference is not None:
+        reference.load_state({k: sharded_like(v, wanted[k]) for k, v in saved.items()})
     return checkpoint

@@ -18,7 +18,7 @@ from .distributed import from_launcher
 from .files import share
 from .loading import ModelLoadError
 from .losses import LOSS_TYPES
-from .toy_architectures import ARCHITECTURES
+from .lab.toy_architectures import ARCHITECTURES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -170,7 +170,7 @@ def build_toy_command(args: argparse.Namespace) -> int:
     """``toy``: the cached build for this seed, step count and architecture (made if not
     there yet), copied to ``--output`` if given, so that asking twice never trains
     twice."""
-    from .toy import DEFAULT_STEPS, ensure_toy, format_fingerprint
+    from .lab.toy import DEFAULT_STEPS, ensure_toy, format_fingerprint
 
     try:
         path = ensure_toy(args.seed, steps=args.steps or DEFAULT_STEPS,

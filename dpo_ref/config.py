@@ -172,9 +172,6 @@ class DPOConfig:
              "reference='tr' mixes whole weights; with lora=True it would mix the "
              "adapters' A and B, and the product B·A of mixed adapters is not the mix "
              "of their products: train without lora"),
-            (ref != "tr" or not self.resume,
-             "resume cannot restore reference='tr': checkpoints hold the policy, not "
-             "the moved reference"),
         ]
         for ok, message in checks:
             if not ok:

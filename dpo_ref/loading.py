@@ -94,7 +94,7 @@ def resolve(name_or_path: str) -> str:
     """What ``from_pretrained`` reads for ``name_or_path``: the cached folder of the toy
     or of a GGUF, or ``name_or_path`` itself."""
     if name_or_path == "toy":
-        from .toy import ensure_toy
+        from .lab.toy import ensure_toy
 
         return str(ensure_toy())
     if name_or_path in PACKAGED:
@@ -137,7 +137,7 @@ def installed(module: str) -> bool:
 
 def ensure_converted(gguf: str | Path, log: Callable[[str], None] = print) -> Path:
     """The cached ``save_pretrained`` folder of a GGUF file, converted if not yet."""
-    from .toy import cache_dir
+    from .lab.toy import cache_dir
 
     path = Path(gguf).expanduser().resolve()
     if not path.is_file():

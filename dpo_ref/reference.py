@@ -44,6 +44,19 @@ class Reference:
         """Called once after optimizer step ``step`` (from 1): π_ref stays (TR-DPO's
         moves)."""
 
+    def for_evaluation(self) -> "Reference":
+        """π_ref for the evaluation pairs: the same object, except where it holds
+        values per training pair (``PrecomputedReference``)."""
+        return self
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint must keep for an exact resume: nothing for a π_ref that
+        is rebuilt from the starting model; TR-DPO's moved weights."""
+        return {}
+
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore ``state()`` from a checkpoint (``tensors`` may be sharded-like)."""
+
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A deep copy in eval mode that autograd never updates."""
@@ -82,8 +95,16 @@ class LoraReference(Reference):
 class PrecomputedReference(Reference):
     """Reference log-probs looked up by the pair's ``index`` (set by the collator)."""
 
-    def __init__(self, chosen: torch.Tensor, rejected: torch.Tensor):
+    def __init__(self, chosen: torch.Tensor, rejected: torch.Tensor,
+                 evaluation: PrecomputedReference | None = None):
+        """``evaluation``: the same table for the evaluation pairs, whose ``index``
+        counts from 0 in their own dataset."""
         self.chosen, self.rejected = chosen, rejected
+        self.evaluation = evaluation
+
+    def for_evaluation(self) -> Reference:
+        # None: no evaluation pairs, and an eval_fn alone reads no π_ref
+        return self.evaluation if self.evaluation is not None else _NotPrecomputed()
 
     @classmethod
     @torch.no_grad()
@@ -116,6 +137,12 @@ class PrecomputedReference(Reference):
         return self.chosen[index], self.rejected[index]
 
 
+class _NotPrecomputed(Reference):
+    def logps(self, batch):
+        raise RuntimeError("no reference log-probs were precomputed for evaluation "
+                           "pairs (make_reference(..., eval_batches=...))")
+
+
 class TrustRegionReference(CopyReference):
     """TR-DPO's soft update (Gorbatovski et al. 2024, arXiv 2404.09656): a frozen copy
     that every τ optimizer steps moves toward the policy,
@@ -129,6 +156,15 @@ class TrustRegionReference(CopyReference):
                  sync_steps: int = 512):
         super().__init__(policy, layout, frozen)
         self.alpha, self.sync_steps = alpha, sync_steps
+
+    def state(self) -> dict[str, torch.Tensor]:
+        # it has moved since the start: rebuilding it from the model would not resume
+        return dict(self.model.named_parameters())
+
+    @torch.no_grad()
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name, p in self.model.named_parameters():
+            p.copy_(tensors[name])
 
     @torch.no_grad()
     def after_step(self, policy: torch.nn.Module, step: int) -> None:
@@ -153,13 +189,17 @@ def make_reference(strategy: str, policy: torch.nn.Module, layout: Layout,
                    ordered_batches: Callable[[], Iterable[dict]], n_pairs: int,
                    frozen: torch.nn.Module | None = None,
                    autocast: Callable | None = None, mixup_alpha: float = 0.6,
-                   sync_steps: int = 512) -> Reference:
+                   sync_steps: int = 512,
+                   eval_batches: Callable[[], Iterable[dict]] | None = None,
+                   n_eval: int = 0) -> Reference:
     """π_ref for ``DPOConfig.reference``, built from the policy as training starts.
 
     ``ordered_batches()`` yields the training pairs once in order (only ``precomputed``
-    reads them). With LoRA, the precomputation runs on the base model: fresh adapters
-    change nothing yet, but "adapters off" is exactly the model that training starts
-    from. ``mixup_alpha``, ``sync_steps``: TR-DPO's α and τ (``tr`` only).
+    reads them; ``eval_batches()``, the ``n_eval`` evaluation pairs, too: their own
+    table, looked up by ``for_evaluation()``). With LoRA, the precomputation runs on the
+    base model: fresh adapters change nothing yet, but "adapters off" is exactly the
+    model that training starts from. ``mixup_alpha``, ``sync_steps``: TR-DPO's α and τ
+    (``tr`` only).
     """
     if strategy == "none":
         return NoReference()
@@ -171,5 +211,10 @@ def make_reference(strategy: str, policy: torch.nn.Module, layout: Layout,
         return LoraReference(policy, layout)
     with (policy.disable_adapter() if hasattr(policy, "disable_adapter")
           else contextlib.nullcontext()):
-        return PrecomputedReference.from_batches(policy, ordered_batches(), n_pairs,
-                                                 layout, autocast)
+        evaluation = (PrecomputedReference.from_batches(policy, eval_batches(), n_eval,
+                                                        layout, autocast)
+                      if eval_batches else None)
+        reference = PrecomputedReference.from_batches(policy, ordered_batches(),
+                                                      n_pairs, layout, autocast)
+    reference.evaluation = evaluation
+    return reference

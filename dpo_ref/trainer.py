@@ -110,8 +110,8 @@ def check_finite(step: int, loss: torch.Tensor, grad_norm: torch.Tensor, fp16: b
 
 
 def policy_and_reference(model, config: DPOConfig, train_data: PreferenceData,
-                         layout: Layout, pad_id: int, device: torch.device, procs,
-                         autocast: Callable):
+                         eval_data: PreferenceData | None, layout: Layout, pad_id: int,
+                         device: torch.device, procs, autocast: Callable):
     """The policy ready to train, the module the step runs (DDP, FSDP shards or the
     model), π_ref, and the layout every batch will use.
 
@@ -132,12 +132,14 @@ def policy_and_reference(model, config: DPOConfig, train_data: PreferenceData,
             warnings.warn(f"{error}: training with 2B rows instead "
                           "(as prompt_sharing=False)", stacklevel=3)
             layout = replace(layout, shared_prompt=False)
-    in_batches = lambda: (b for _, b in in_order(train_data, config.batch_size, pad_id,
-                                                 device, layout.collate))
-    reference = make_reference(config.reference, model, layout, in_batches,
-                               len(train_data), frozen, autocast,
-                               config.ref_model_mixup_alpha,
-                               config.ref_model_sync_steps)
+    in_batches = lambda data: (b for _, b in in_order(data, config.batch_size, pad_id,
+                                                      device, layout.collate))
+    evaluation = (lambda: in_batches(eval_data)) if eval_data else None
+    reference = make_reference(config.reference, model, layout,
+                               lambda: in_batches(train_data), len(train_data), frozen,
+                               autocast, config.ref_model_mixup_alpha,
+                               config.ref_model_sync_steps, evaluation,
+                               len(eval_data or ()))
     # DDP over several processes
     trained = model if config.fsdp else data_parallel(model, procs, device)
     return model, trained, reference, layout
@@ -169,8 +171,8 @@ def train(
     autocast = autocast_for(device, dtype)
     pad_id = pad_token_id(tokenizer)
     model, trained, reference, layout = policy_and_reference(
-        model, config, train_data, Layout.of(config, model), pad_id, device, procs,
-        autocast)
+        model, config, train_data, eval_data, Layout.of(config, model), pad_id, device,
+        procs, autocast)
     ordered = functools.partial(in_order, batch_size=config.batch_size, pad_id=pad_id,
                                 device=device, collate_fn=layout.collate)
     loss_of = functools.partial(batch_loss, reference=reference, config=config,
@@ -181,8 +183,8 @@ def train(
     optimizer, scheduler = optimizer_and_schedule(params, config, steps)
     # fp16 only: see below
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    checkpoint = (resume(Path(config.output_dir), model, optimizer, scheduler, scaler)
-                  if config.resume else None)
+    checkpoint = (resume(Path(config.output_dir), model, optimizer, scheduler, scaler,
+                         reference) if config.resume else None)
     start = checkpoint.step if checkpoint else 0
     # rank 0 writes
     out_dir = Path(config.output_dir) if config.output_dir and procs.is_main else None
@@ -196,8 +198,9 @@ def train(
     def evaluation(step: int) -> None:
         if ((eval_data is not None or eval_fn is not None)
                 and (procs.is_main or config.fsdp)):
+            eval_loss = functools.partial(loss_of, reference=reference.for_evaluation())
             log.log_eval({"step": step, **evaluate(
-                model, loss_of, ordered(eval_data) if eval_data else (), eval_fn)})
+                model, eval_loss, ordered(eval_data) if eval_data else (), eval_fn)})
 
     if config.eval_every and config.eval_on_start and start == 0:
         evaluation(0)
@@ -239,7 +242,8 @@ def train(
             if procs.is_main or config.fsdp:
                 save_checkpoint(out_dir, step, model, optimizer, scheduler, scaler,
                                 unlogged, {**meta, "config": asdict(config)},
-                                keep=config.keep_checkpoints, write=procs.is_main)
+                                keep=config.keep_checkpoints, write=procs.is_main,
+                                reference=reference)
 
     whole = gathered_copy(model, procs) if config.fsdp and config.output_dir else model
     if out_dir:

@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--outputs-from {args.outputs_from}: no such folder")
     output = Path(args.path_output or (ROOT / "_build" / "fast" if args.fast else ROOT))
     start = time.perf_counter()
-    from dpo_ref.toy import ensure_toy
+    from dpo_ref.lab.toy import ensure_toy
 
     ensure_toy()  # once, before two kernels could both start building it
     build_dir = output / "_build"

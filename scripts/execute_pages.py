@@ -3,7 +3,7 @@
 Two uses share this module:
 
 - ``benchmarks/robustness.py`` runs every page once per seed (``DPO_SEED``, ``DPO_TOY_SEED``) and
-  collects the claims each page records through ``dpo_ref.findings``;
+  collects the claims each page records through ``dpo_ref.lab.findings``;
 - ``python benchmarks/execute_pages.py`` on its own executes every page of the table of contents once
   and prints the per-page times (``--jobs 2`` runs two pages at a time, one thread each).
 

@@ -17,7 +17,7 @@ def toy_dir() -> Path:
     The fast tier (``make test-fast``) sets ``DPO_TEST_TOY_STEPS``: a shorter build of the same toy
     (seconds), enough for every test that checks mechanics rather than what DPO teaches the model.
     """
-    from dpo_ref.toy import DEFAULT_STEPS, ensure_toy
+    from dpo_ref.lab.toy import DEFAULT_STEPS, ensure_toy
 
     return ensure_toy(steps=int(os.environ.get("DPO_TEST_TOY_STEPS", DEFAULT_STEPS)))
 
@@ -33,7 +33,7 @@ def toy(toy_dir):
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     """A toy tokenizer trained in a second, for data tests that need no model."""
-    from dpo_ref import toy
+    from dpo_ref.lab import toy
 
     texts = [m["content"] for c in toy.corpus() for m in c]
     return toy.build_tokenizer(texts)

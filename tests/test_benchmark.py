@@ -13,7 +13,7 @@ sys.path.insert(0, str(BENCH.parent))
 
 @pytest.mark.slow
 def test_each_engine_trains_the_same_tokens(toy_dir, tmp_path):
-    from dpo_ref.synthetic_pairs import write_pairs
+    from dpo_ref.lab.synthetic_pairs import write_pairs
 
     data = write_pairs(tmp_path / "pairs.jsonl", 16, (12, 27), (2, 6), max_length=128)
     results = {}

@@ -98,7 +98,7 @@ def test_chunking_is_automatic_for_large_vocabularies_and_refused_where_it_canno
 def test_memory_model_counts_parameters_as_transformers_builds_them():
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    from dpo_ref.memory import SHAPES, Shape, training_memory
+    from dpo_ref.lab.memory import SHAPES, Shape, training_memory
 
     for tied in (True, False):
         shape = Shape("small", hidden=64, layers=2, intermediate=96, heads=4, kv_heads=2, vocab=300, tied=tied)

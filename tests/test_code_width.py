@@ -46,7 +46,7 @@ def test_code_lines_fit_the_text_column(path):
 
 
 def test_dpo_ref_lines_fit_the_text_column():
-    sources = sorted(PACKAGE.glob("*.py"))
+    sources = sorted(PACKAGE.rglob("*.py"))
     assert len(sources) >= 10
     too_wide = []
     for path in sources:

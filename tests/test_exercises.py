@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from dpo_ref.chunked_logps import masked_target_logps
-from dpo_ref.exercises import (check_best_of_n, check_chunked_logps, check_dpo_loss, check_orpo_loss,
+from dpo_ref.lab.exercises import (check_best_of_n, check_chunked_logps, check_dpo_loss, check_orpo_loss,
                                 check_sequence_logps, check_simpo_loss)
 from dpo_ref.logprobs import sequence_logps
 

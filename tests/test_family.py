@@ -180,7 +180,6 @@ def test_reference_free_losses_require_none(loss_type):
 
 @pytest.mark.parametrize("settings,message", [
     (dict(reference="tr", lora=True), "train without lora"),
-    (dict(reference="tr", resume=True, output_dir="out"), "resume cannot restore"),
     (dict(reference="tr", ref_model_mixup_alpha=0.0), r"ref_model_mixup_alpha must be in \(0, 1\]"),
     (dict(reference="tr", ref_model_sync_steps=0), "ref_model_sync_steps must be >= 1"),
     (dict(reference="precomputed", ref_model_sync_steps=4), "read only with reference='tr'"),
@@ -207,7 +206,7 @@ def test_cli_offers_the_family():
 
 
 def test_memory_counts_no_reference_for_none():
-    from dpo_ref.memory import SHAPES, training_memory
+    from dpo_ref.lab.memory import SHAPES, training_memory
 
     shape = SHAPES["SmolLM2-135M"]
     assert training_memory(shape, reference="none")["reference"] == 0

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from dpo_ref.findings import Findings, seeds
+from dpo_ref.lab.findings import Findings, seeds
 
 
 def test_every_claim_is_checked_and_each_failure_named(capsys):
@@ -47,7 +47,7 @@ def test_an_unknown_comparison_is_refused():
 
 
 def test_sweep_values_come_from_the_results_file(tmp_path, monkeypatch):
-    import dpo_ref.findings as findings
+    import dpo_ref.lab.findings as findings
 
     results = {"runs": [{"page": "notebooks/a.ipynb", "seed": s, "glued": {"x": float(s)}} for s in (0, 1)]
                + [{"page": "book/b.md", "seed": 0, "glued": {"y": 2.0}}]}
@@ -69,7 +69,7 @@ def test_a_reported_claim_is_printed_and_recorded_but_never_fails(capsys):
 
 
 def test_sweep_points_pair_two_values_by_seed(tmp_path, monkeypatch):
-    import dpo_ref.findings as findings
+    import dpo_ref.lab.findings as findings
 
     results = {"runs": [{"page": "p.ipynb", "seed": s, "glued": {"kl": 10.0 + s, "r": float(s)}} for s in (0, 1, 2)]}
     (tmp_path / "robustness.json").write_text(json.dumps(results))
@@ -84,7 +84,7 @@ def test_results_files_ship_with_the_package_for_pages_opened_alone():
     import tomllib
     from pathlib import Path
 
-    from dpo_ref.findings import load_results, results_path
+    from dpo_ref.lab.findings import load_results, results_path
 
     root = Path(__file__).resolve().parent.parent
     setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]

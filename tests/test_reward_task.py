@@ -3,8 +3,8 @@
 import pytest
 
 from dpo_ref.data import conversational_record
-from dpo_ref.generation import generate
-from dpo_ref.reward_task import best_and_worst, questions, reward, task_prompts
+from dpo_ref.lab.generation import generate
+from dpo_ref.lab.reward_task import best_and_worst, questions, reward, task_prompts
 
 
 def test_reward_counts_animal_words_only():
@@ -39,7 +39,7 @@ def test_best_and_worst_pairs_rank_by_the_reward(toy):
 
 
 def test_empty_samples_are_never_paired(monkeypatch):
-    import dpo_ref.reward_task as task
+    import dpo_ref.lab.reward_task as task
 
     samples = ["", "A cow says moo.", "Grass is green.", "", "Bees make honey.", ""]  # p2: one non-empty
     monkeypatch.setattr(task, "generate", lambda *args, **kwargs: list(samples))

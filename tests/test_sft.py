@@ -1,4 +1,4 @@
-"""Preferred-FT (dpo_ref.sft): supervised fine-tuning on the chosen responses only."""
+"""Preferred-FT (dpo_ref.lab.sft): supervised fine-tuning on the chosen responses only."""
 
 import copy
 
@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from dpo_ref import DataError, collate, concatenated_forward, prepare_pairs
-from dpo_ref.sft import SFTConfig, chosen_nll, train_sft
-from dpo_ref.toy import identity_prompts
+from dpo_ref.lab.sft import SFTConfig, chosen_nll, train_sft
+from dpo_ref.lab.toy import identity_prompts
 from dpo_ref.config import ConfigError
 
 

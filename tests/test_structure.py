@@ -11,12 +11,23 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dpo_ref"
 
 
+def module_name(path: Path) -> str:
+    """``dpo_ref/lab/toy.py`` → ``lab.toy``; a package's ``__init__.py`` → its name."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts) or "__init__"
+
+
 def internal_imports() -> dict[str, set[str]]:
+    """Module → the package modules it imports (relative imports, also inside functions)."""
     graph = {}
-    for path in PACKAGE.glob("*.py"):
-        tree = ast.parse(path.read_text())
-        graph[path.stem] = {n.module.split(".")[0] for n in ast.walk(tree)
-                            if isinstance(n, ast.ImportFrom) and n.level == 1 and n.module}
+    for path in PACKAGE.rglob("*.py"):
+        package = path.relative_to(PACKAGE).parent.parts
+        imported = set()
+        for n in ast.walk(ast.parse(path.read_text())):
+            if isinstance(n, ast.ImportFrom) and n.level and n.module:
+                base = package[:len(package) - (n.level - 1)]
+                imported.add(".".join((*base, *n.module.split("."))))
+        graph[module_name(path)] = imported
     return graph
 
 
@@ -27,12 +38,26 @@ def test_no_import_cycle():
     def visit(module: str, path: list[str]) -> None:
         assert module not in path, "import cycle: " + " → ".join(path + [module])
         if module not in done:
-            for target in graph[module]:
+            for target in graph.get(module, ()):
                 visit(target, path + [module])
             done.add(module)
 
     for module in graph:
         visit(module, [])
+
+
+# The lab (the course's toy world, tasks and measurements) is built on the trainer, never
+# the other way; only the command line's `toy` command and `loading`'s "toy" reach in.
+MAY_USE_THE_LAB = {"cli", "loading"}
+
+
+def test_the_trainer_imports_nothing_from_the_lab():
+    graph = internal_imports()
+    assert "lab.toy" in graph and "data" in graph["lab.toy"]  # the graph sees both sides
+    trainer = {m for m in graph if m != "lab" and not m.startswith("lab.")}
+    reaching = {m: sorted(t for t in graph[m] if t == "lab" or t.startswith("lab."))
+                for m in trainer - MAY_USE_THE_LAB}
+    assert not any(reaching.values()), {m: t for m, t in reaching.items() if t}
 
 
 # Counted in lines of at most 88 characters (the book's column, tests/test_code_width.py):
@@ -42,7 +67,7 @@ MAX_MODULE_LINES, MAX_LOOP_LINES = 360, 105
 
 
 def test_modules_and_the_loop_stay_short():
-    lengths = {p.name: len(p.read_text().splitlines()) for p in PACKAGE.glob("*.py")}
+    lengths = {module_name(p): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
     assert max(lengths.values()) <= MAX_MODULE_LINES, \
         sorted(lengths.items(), key=lambda kv: -kv[1])[:3]
     tree = ast.parse((PACKAGE / "trainer.py").read_text())

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from dpo_ref import toy
+from dpo_ref.lab import toy
 
 
 def test_heldout_identity_prompts_never_appear_in_the_corpus():

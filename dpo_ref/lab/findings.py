@@ -119,8 +119,8 @@ def results_path(name: str) -> Path:
     A wheel carries them as ``dpo_ref/results/`` (pyproject.toml), so a page opened on
     its own, on Colab, reads the same numbers as the book build in the repository.
     """
-    here = Path(__file__).resolve().parent
-    for folder in (here.parent / "benchmarks" / "results", here / "results"):
+    package = Path(__file__).resolve().parent.parent  # dpo_ref/
+    for folder in (package.parent / "benchmarks" / "results", package / "results"):
         if (folder / name).exists():
             return folder / name
     raise FileNotFoundError(f"results file {name} is in neither the repository nor "

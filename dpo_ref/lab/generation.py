@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .data import encode_prompt, pad_token_id
+from ..data import encode_prompt, pad_token_id
 
 
 @torch.no_grad()

@@ -5,7 +5,7 @@ that the notebooks can be tested offline on what a student meets on the hub: a
 Qwen2-style model with a ChatML template (a system turn by default, no BOS,
 ``<|im_end|>`` ends a turn), and a GPT-2-style base model with no chat template and no
 pad token (``dpo_ref.data`` then reads messages as plain text and pads with EOS). Each
-is trained on the same corpus by ``dpo_ref.toy.build_toy``.
+is trained on the same corpus by ``dpo_ref.lab.toy.build_toy``.
 """
 
 from __future__ import annotations

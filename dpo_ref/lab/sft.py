@@ -15,10 +15,10 @@ from typing import Any, Callable
 
 import torch
 
-from .batching import batches
-from .config import ConfigError
-from .data import PreferenceData, pad_token_id, prepare_pairs
-from .logprobs import response_nll
+from ..batching import batches
+from ..config import ConfigError
+from ..data import PreferenceData, pad_token_id, prepare_pairs
+from ..logprobs import response_nll
 
 
 @dataclass

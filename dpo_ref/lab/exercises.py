@@ -15,9 +15,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .chunked_logps import masked_target_logps, target_logps
-from .logprobs import sequence_logps
-from .losses import dpo_loss
+from ..chunked_logps import masked_target_logps, target_logps
+from ..logprobs import sequence_logps
+from ..losses import dpo_loss
 
 
 def _random_logps(n: int, generator: torch.Generator) -> list[torch.Tensor]:

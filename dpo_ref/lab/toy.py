@@ -13,7 +13,7 @@ model:
    including names the corpus never saw) with a small chat template;
 3. a small Llama-architecture ``transformers`` model trained on the assistant turns of
    that corpus (or, for the offline Colab test, a Qwen2-style or GPT-2-style one:
-   ``dpo_ref.toy_architectures``).
+   ``dpo_ref.lab.toy_architectures``).
 
 ``ensure_toy()`` builds it once (deterministic given the seed) and caches it;
 ``load_toy()`` loads it in seconds. The seed (``DPO_TOY_SEED``, default 0) changes
@@ -35,11 +35,11 @@ from pathlib import Path
 
 import torch
 
-from .batching import collate_rows
-from .data import conversational_record, encode_prompt, encode_response, pad_token_id
-from .files import share
+from ..batching import collate_rows
+from ..data import conversational_record, encode_prompt, encode_response, pad_token_id
+from ..files import share
+from ..logprobs import response_nll
 from .generation import generate
-from .logprobs import response_nll
 from .toy_architectures import build_model, build_tokenizer, check_architecture
 
 TOY_VERSION = 2

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from .batching import collate, in_order
-from .data import PreferenceData
-from .logprobs import concatenated_forward
+from ..batching import collate, in_order
+from ..data import PreferenceData
+from ..logprobs import concatenated_forward
 
 
 @torch.no_grad()
