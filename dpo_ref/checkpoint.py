@@ -183,21 +183,21 @@ def resume(output_dir: Path, model, optimizer, scheduler, scaler,
     if latest is None:
         return None
     checkpoint = load_checkpoint(latest)
+    # checked before anything is applied, like the model's tensors in restore()
     saved = {k[len("reference."):]: v for k, v in checkpoint.tensors.items()
              if k.startswith("reference.")}
-    if reference is not None:
-        wanted = reference.state()
-        if saved.keys() != wanted.keys():
+    wanted = reference.state() if reference is not None else {}
+    if saved.keys() != wanted.keys():
+        raise CheckpointError(
+            f"checkpoint {latest} holds {len(saved)} reference tensors, the run's "
+            f"π_ref {len(wanted)}: it was written with another reference strategy "
+            "(or before dpo_ref saved TR-DPO's moving reference)")
+    for name, p in wanted.items():
+        if saved[name].shape != p.shape:
             raise CheckpointError(
-                f"checkpoint {latest} holds {len(saved)} reference tensors, the run's "
-                f"π_ref {len(wanted)}: it was written with another reference strategy "
-                "(or before dpo_ref saved TR-DPO's moving reference)")
-        for name, p in wanted.items():
-            if saved[name].shape != p.shape:
-                raise CheckpointError(
-                    f"checkpoint {latest}: reference.{name} has shape "
-                    f"{tuple(saved[name].shape)}, π_ref {tuple(p.shape)}")
+                f"checkpoint {latest}: reference.{name} has shape "
+                f"{tuple(saved[name].shape)}, π_ref {tuple(p.shape)}")
     restore(checkpoint, model, optimizer, scheduler, scaler)
-    if reference is not None:
+    if wanted:
         reference.load_state({k: sharded_like(v, wanted[k]) for k, v in saved.items()})
     return checkpoint

@@ -95,12 +95,11 @@ class LoraReference(Reference):
 class PrecomputedReference(Reference):
     """Reference log-probs looked up by the pair's ``index`` (set by the collator)."""
 
-    def __init__(self, chosen: torch.Tensor, rejected: torch.Tensor,
-                 evaluation: PrecomputedReference | None = None):
-        """``evaluation``: the same table for the evaluation pairs, whose ``index``
-        counts from 0 in their own dataset."""
+    def __init__(self, chosen: torch.Tensor, rejected: torch.Tensor):
         self.chosen, self.rejected = chosen, rejected
-        self.evaluation = evaluation
+        # the same table for the evaluation pairs, whose index counts from 0 in their
+        # own dataset (make_reference fills it)
+        self.evaluation: PrecomputedReference | None = None
 
     def for_evaluation(self) -> Reference:
         # None: no evaluation pairs, and an eval_fn alone reads no π_ref
