@@ -1,4 +1,7 @@
-"""Folders dpo_ref writes get the permissions the user's umask asks for.
+"""Where dpo_ref keeps what it builds, and the permissions of what it writes.
+
+``cache_dir`` holds the toy models, converted GGUF files and kept samples. Folders
+dpo_ref writes get the permissions the user's umask asks for.
 
 ``save_pretrained`` writes ``model.safetensors`` with mode 600 (it goes through a
 private temporary file), and ``tempfile.mkdtemp`` makes 700 folders: a model saved for a
@@ -19,3 +22,9 @@ def share(folder: str | Path) -> None:
     os.umask(mask)
     for path in [Path(folder), *Path(folder).rglob("*")]:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def cache_dir() -> Path:
+    """Where built toy models, converted GGUF files and kept samples live:
+    ``$DPO_REF_CACHE`` or ``~/.cache/dpo_ref``."""
+    return Path(os.environ.get("DPO_REF_CACHE", Path.home() / ".cache" / "dpo_ref"))

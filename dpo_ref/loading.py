@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .files import share
+from .files import cache_dir, share
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -137,8 +137,6 @@ def installed(module: str) -> bool:
 
 def ensure_converted(gguf: str | Path, log: Callable[[str], None] = print) -> Path:
     """The cached ``save_pretrained`` folder of a GGUF file, converted if not yet."""
-    from .lab.toy import cache_dir
-
     path = Path(gguf).expanduser().resolve()
     if not path.is_file():
         raise FileNotFoundError(f"no GGUF file at {path}")

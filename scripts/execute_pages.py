@@ -41,7 +41,9 @@ def toc_pages() -> list[Path]:
 
 
 # The slow pages, measured with this script; started first so that no core idles at the end.
-SLOW_FIRST = ["10_2_family_study", "08_1_reward_kl_frontier", "08_2_on_policy_iterative", "08_3_shortcut_overfitting",
+# Longest first, except that the frontier study follows the family study: it reads the
+# 8,192 samples that the family study draws and keeps (reward_task.best_and_worst).
+SLOW_FIRST = ["10_2_family_study", "08_2_on_policy_iterative", "08_3_shortcut_overfitting", "08_1_reward_kl_frontier",
               "06_3_beta_sweep",
               "06_2_sigma_ablation", "07_1_data_curation", "07_2_beta_and_variants", "05_6_evaluation", "06_1_identity"]
 

@@ -1,6 +1,10 @@
-"""The studies' controlled task: the scorer, the prompt split, best-against-worst pairs."""
+"""The studies' controlled task: the scorer, the prompt split, best-against-worst pairs,
+and the samples they are drawn from, kept once per machine."""
+
+import functools
 
 import pytest
+import torch
 
 from dpo_ref.data import conversational_record
 from dpo_ref.lab.generation import generate
@@ -42,7 +46,33 @@ def test_empty_samples_are_never_paired(monkeypatch):
     import dpo_ref.lab.reward_task as task
 
     samples = ["", "A cow says moo.", "Grass is green.", "", "Bees make honey.", ""]  # p2: one non-empty
-    monkeypatch.setattr(task, "generate", lambda *args, **kwargs: list(samples))
+    monkeypatch.setattr(task, "generate_once", lambda *args, **kwargs: list(samples))
     triples, mean_reward = task.best_and_worst(None, None, ["p1", "p2"], k=3, seed=0)
     assert triples == [("p1", "A cow says moo.", "Grass is green.")]
     assert mean_reward == 2 / 6  # the mean is over every sample, empty ones included
+
+
+def test_samples_are_drawn_once_per_model_prompts_and_settings(toy, tmp_path, monkeypatch):
+    import dpo_ref.lab.generation as generation
+
+    monkeypatch.setenv("DPO_REF_CACHE", str(tmp_path))
+    model, tokenizer = toy
+    prompts = task_prompts()[0][:3]
+    first = generation.generate_once(model, tokenizer, prompts, do_sample=True, seed=1)
+    assert first == generate(model, tokenizer, prompts, do_sample=True, seed=1)
+    calls = []
+    real = generation.generate
+    counted = functools.wraps(real)(lambda *a, **k: calls.append(k) or real(*a, **k))
+    monkeypatch.setattr(generation, "generate", counted)
+    assert generation.generate_once(model, tokenizer, prompts, do_sample=True, seed=1) == first
+    assert calls == []  # read back, not drawn again
+    generation.generate_once(model, tokenizer, prompts, do_sample=True, seed=2)
+    generation.generate_once(model, tokenizer, prompts[:2], do_sample=True, seed=1)
+    generation.generate_once(model, tokenizer, prompts, do_sample=True, seed=1,
+                             max_new_tokens=8)
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    generation.generate_once(model, tokenizer, prompts, do_sample=True, seed=1)
+    assert len(calls) == 4  # another seed, prompts, setting or weights: drawn anew
+    assert len(list((tmp_path / "samples").glob("*.json"))) == 5
+    assert not list((tmp_path / "samples").glob("*.tmp"))

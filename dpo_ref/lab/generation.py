@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
+import os
+import tempfile
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+import transformers
 
 from ..data import encode_prompt, pad_token_id
+from ..files import cache_dir
 
 
 @torch.no_grad()
@@ -51,6 +59,51 @@ def generate(
             for i, row in zip(chunk, out[:, length:]):
                 responses[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
     model.train(was_training)
+    return responses
+
+
+def generate_once(model, tokenizer, prompts: Sequence[Any], **settings) -> list[str]:
+    """``generate(model, tokenizer, prompts, **settings)``, drawn once per machine and
+    kept in the toy's cache (``samples/``).
+
+    Two pages that draw the same samples from the same model (the frontier and the
+    family studies each draw 8,192 from the starting model) then pay for them once. The
+    file is named by a hash of everything that decides the answers: the weights, the
+    tokenizer's vocabulary and chat template, the prompts, every setting (defaults
+    included), dpo_ref's source, the thread count, the device and the torch and
+    transformers versions; so a changed model, prompt, setting or package never reads
+    another's samples.
+    """
+    key = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        key.update(name.encode())
+        key.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())
+    bound = inspect.signature(generate).bind(model, tokenizer, prompts, **settings)
+    bound.apply_defaults()
+    arguments = {k: v for k, v in bound.arguments.items()
+                 if k not in ("model", "tokenizer")}
+    package = Path(__file__).resolve().parent.parent
+    sources = [path.read_bytes() for path in sorted(package.rglob("*.py"))]
+    described = [tokenizer.get_vocab(), getattr(tokenizer, "chat_template", None),
+                 arguments, torch.get_num_threads(),
+                 str(next(model.parameters()).device), torch.__version__,
+                 transformers.__version__]
+    key.update(json.dumps(described, sort_keys=True, default=str).encode())
+    for source in sources:
+        key.update(hashlib.sha256(source).digest())
+    path = cache_dir() / "samples" / f"{key.hexdigest()[:40]}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    responses = generate(model, tokenizer, prompts, **settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written whole, then renamed: a page running beside this one never reads half.
+    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(handle, "w") as f:
+        json.dump(responses, f)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the cache is not
+    os.replace(tmp, path)
     return responses
 
 

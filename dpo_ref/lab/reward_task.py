@@ -14,7 +14,7 @@ import random
 import re
 from typing import Sequence
 
-from .generation import generate
+from .generation import generate_once
 from .toy import GREETINGS, ordinary_questions
 
 ANIMALS = frozenset({"cow", "cows", "bee", "bees", "spider", "spiders", "cat", "cats",
@@ -54,8 +54,9 @@ def best_and_worst(model, tokenizer, prompts: Sequence[str], k: int,
     its reward. Returns the ``(prompt, best, worst)`` triples and the mean reward of all
     samples.
     """
-    samples = generate(model, tokenizer, [p for p in prompts for _ in range(k)],
-                       do_sample=True, seed=seed)
+    # drawn once per machine: the frontier and family studies draw the same ones
+    samples = generate_once(model, tokenizer, [p for p in prompts for _ in range(k)],
+                            do_sample=True, seed=seed)
     triples = []
     for i, prompt in enumerate(prompts):
         ranked = sorted((y for y in samples[i * k : (i + 1) * k] if y.strip()),

@@ -37,7 +37,7 @@ import torch
 
 from ..batching import collate_rows
 from ..data import conversational_record, encode_prompt, encode_response, pad_token_id
-from ..files import share
+from ..files import cache_dir, share
 from ..logprobs import response_nll
 from .generation import generate
 from .toy_architectures import build_model, build_tokenizer, check_architecture
@@ -220,11 +220,6 @@ def default_seed() -> int:
     """The toy seed pages and tests use: ``$DPO_TOY_SEED`` (the seed sweep sets it) or
     0."""
     return int(os.environ.get("DPO_TOY_SEED", 0))
-
-
-def cache_dir() -> Path:
-    """Where built toy models live: ``$DPO_REF_CACHE`` or ``~/.cache/dpo_ref``."""
-    return Path(os.environ.get("DPO_REF_CACHE", Path.home() / ".cache" / "dpo_ref"))
 
 
 def build_toy(output: str | Path, seed: int = 0, steps: int = DEFAULT_STEPS, log=print,
