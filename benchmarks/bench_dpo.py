@@ -6,7 +6,9 @@ set). Engines are interleaved within each repeat and the median of the repeats i
 
     python benchmarks/bench_dpo.py                  # everything (about 30 min on 2 CPU cores)
     python benchmarks/bench_dpo.py --quick          # one repeat, fewer steps: a smoke run
-    python benchmarks/bench_dpo.py --only main      # main | techniques | scaling | wall
+    python benchmarks/bench_dpo.py --only main      # main | techniques | scaling | wall | real
+    python benchmarks/bench_dpo.py --only real --repeats 1 \
+        --output benchmarks/results/cpu-smollm2.json  # the real model (~10 min)
 
 Writes a JSON record of every run (``--output``, default benchmarks/results/latest.json) and prints tables.
 TRL is a benchmark-only dependency (``pip install trl``); nothing in dpo_ref imports it.
@@ -30,7 +32,8 @@ from dpo_ref.lab.synthetic_pairs import write_pairs  # noqa: F401  (bench_vocab,
 
 HERE = Path(__file__).resolve().parent
 BATCH, MAX_LENGTH, BETA, LR = 8, 128, 0.1, 1e-5
-PARTS = ["main", "checkpointing", "techniques", "scaling", "wall"]
+PARTS = ["main", "checkpointing", "techniques", "scaling", "wall", "real"]
+REAL = "smollm2-135m-instruct"  # dpo_ref's name for the packaged GGUF (README)
 
 # ---------------------------------------------------------------- models and data, built offline
 
@@ -82,7 +85,9 @@ def run_dpo_ref(args, records) -> dict:
     from dpo_ref import DPOConfig, prepare_pairs, train
     from dpo_ref.loading import load_model_and_tokenizer
 
+    before_model = rss_mb()
     model, tokenizer = load_model_and_tokenizer(args.model)
+    params = sum(p.numel() for p in model.parameters())  # tied weights counted once
     data = prepare_pairs(records, tokenizer, args.max_length)
     config = DPOConfig(beta=BETA, lr=LR, batch_size=args.batch, max_length=args.max_length,
                        max_steps=args.warmup + args.steps, reference=args.mode, device="cpu", precision="fp32",
@@ -95,7 +100,12 @@ def run_dpo_ref(args, records) -> dict:
     elapsed = [r["elapsed_s"] for r in result.history]
     tokens = [len(p.prompt_ids) * 2 + len(p.chosen_ids) + len(p.rejected_ids) for p in data.pairs]
     return {"seconds": elapsed[-1] - elapsed[args.warmup - 1], "rss_before_train_mb": before,
-            "tokens_per_pair": statistics.mean(tokens), "final_loss": result.history[-1]["loss"]}
+            "rss_before_model_mb": before_model, "params": params,
+            "tokens_per_pair": statistics.mean(tokens),
+            "prompt_tokens": statistics.mean(len(p.prompt_ids) for p in data.pairs),
+            "response_tokens": statistics.mean((len(p.chosen_ids) + len(p.rejected_ids)) / 2
+                                               for p in data.pairs),
+            "final_loss": result.history[-1]["loss"]}
 
 
 def run_trl(args, records) -> dict:
@@ -104,6 +114,7 @@ def run_trl(args, records) -> dict:
     from transformers import AutoTokenizer, TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
+    before_model = rss_mb()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     times: list[float] = []
 
@@ -133,7 +144,7 @@ def run_trl(args, records) -> dict:
         before = rss_mb()
         trainer.train()
     return {"seconds": times[-1] - times[args.warmup - 1], "rss_before_train_mb": before,
-            "tokens_per_pair": statistics.mean(lengths)}
+            "rss_before_model_mb": before_model, "tokens_per_pair": statistics.mean(lengths)}
 
 
 def run_minimal(args, records) -> dict:
@@ -219,6 +230,91 @@ def worker(args) -> None:
     out["pairs_per_s"] = args.steps * args.batch / out["seconds"]
     out["peak_rss_mb"] = peak_rss_mb()
     print("RESULT " + json.dumps(out), flush=True)
+
+
+# ---------------------------------------------------------------- the real model
+
+
+def matmul_gflops(threads: int, size: int = 2048, repeats: int = 5) -> float:
+    """This machine's fp32 matmul rate, GFLOP/s with ``threads`` threads: the best of
+    ``repeats`` products of two ``size``×``size`` matrices (the denominator of CPU
+    MFU)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    torch.set_num_threads(previous)
+    return 2 * size**3 / best / 1e9
+
+
+def model_flops_per_pair(params: int, tokens: float, mode: str) -> float:
+    """A step's model FLOPs per pair: 6·N·T for the policy's forward and backward (4·N·T
+    with LoRA, which computes no weight gradients of the base), plus 2·N·T for the
+    reference's forward unless it was precomputed; T the tokens the trainer runs for
+    a pair."""
+    policy = (4 if mode == "lora" else 6) * params * tokens
+    return policy + (0 if mode == "precomputed" else 2 * params * tokens)
+
+
+def add_mfu(medians: dict, mode: str, matmul_gflops: float) -> None:
+    """CPU MFU of each engine: model FLOPs per second over the measured matmul rate.
+    dpo_ref runs a pair's prompt once (prompt sharing, on in these runs): prompt +
+    chosen + rejected tokens; TRL runs two rows: 2·prompt + chosen + rejected."""
+    ours = medians["dpo_ref"]
+    for engine, m in medians.items():
+        tokens = (ours["prompt_tokens"] + 2 * ours["response_tokens"]
+                  if engine == "dpo_ref" else ours["tokens_per_pair"])
+        flops = model_flops_per_pair(ours["params"], tokens, mode)
+        m["tokens_run_per_pair"] = tokens
+        m["mfu"] = m["pairs_per_s"] * flops / (matmul_gflops * 1e9)
+
+
+def real_model(work: Path, threads: int, steps: int, warmup: int, repeats: int,
+               log) -> dict:
+    """dpo_ref and TRL on the packaged SmolLM2-135M-Instruct: pairs/s, peak RSS and
+    CPU MFU per reference strategy, chunked and full log-probs, and the memory
+    estimate of ``dpo_ref.lab.memory`` beside the measured peak."""
+    from dpo_ref.lab.memory import Shape, training_memory
+    from dpo_ref.loading import resolve
+
+    folder = Path(resolve(REAL))  # converted once into the cache
+    config = json.loads((folder / "config.json").read_text())
+    shape = Shape(REAL, config["hidden_size"], config["num_hidden_layers"],
+                  config["intermediate_size"], config["num_attention_heads"],
+                  config["num_key_value_heads"], config["vocab_size"],
+                  tied=config.get("tie_word_embeddings", False))
+    data = write_pairs(work / "pairs-real.jsonl", BATCH * (steps + warmup), (12, 27),
+                       (2, 6), MAX_LENGTH, tokenizer=folder)
+    peak = matmul_gflops(threads)
+    out = {"model": REAL, "matmul_gflops": peak, "shape_params": shape.params(),
+           "runs": {}}
+    log(f"  {REAL}: fp32 matmul {peak:.0f} GFLOP/s with {threads} threads")
+    kw = dict(model=folder, data=data, threads=threads, steps=steps, warmup=warmup)
+    cases = {mode: {"dpo_ref": ("dpo_ref", dict(kw, mode=mode)),
+                    "trl": ("trl", dict(kw, mode=mode))}
+             for mode in ("copy", "lora", "precomputed")}
+    cases["copy, full logits"] = {"dpo_ref": ("dpo_ref", dict(
+        kw, mode="copy", extra=("--chunked-logps", "off")))}
+    for label, engines in cases.items():
+        medians = compare(f"{REAL} {label}", engines, repeats, log)
+        mode, chunked = label.split(",")[0], "full logits" not in label
+        ours = medians["dpo_ref"]
+        add_mfu(medians, mode, peak)
+        for m in medians.values():
+            m["measured_mb"] = m["peak_rss_mb"] - m["rss_before_model_mb"]
+        estimate = training_memory(
+            shape, reference=mode, batch=BATCH, prompt_tokens=ours["prompt_tokens"],
+            response_tokens=ours["response_tokens"], chunked=chunked, act_bytes=4)
+        ours["estimate_mb"] = {k: v / 2**20 for k, v in estimate.items()}
+        out["runs"][label] = medians
+    return out
 
 
 # ---------------------------------------------------------------- the driver
@@ -359,6 +455,13 @@ def main() -> None:
                 identity_wall_time(engine, args.threads, 100, work) for _ in range(repeats))
         log(f"  identity run, whole process: dpo_ref {record['wall']['dpo_ref']:.1f} s, trl {record['wall']['trl']:.1f} s")
 
+    if "real" in parts:
+        real_steps, real_warmup = (1, 1) if args.quick else (3, 1)
+        record["real"] = real_model(work, args.threads, real_steps, real_warmup,
+                                    repeats, log)
+        record["real"] |= {"steps": real_steps, "warmup": real_warmup}
+        save()
+
     save()
     print_tables(record)
     log(f"# written to {args.output}")
@@ -391,6 +494,16 @@ def print_tables(record: dict) -> None:
             d, t = m["dpo_ref"], m["trl"]
             print(f"| {name} | {d['pairs_per_s']:.1f} | {t['pairs_per_s']:.1f} | {d['pairs_per_s'] / t['pairs_per_s']:.2f} "
                   f"| {d['peak_rss_mb']:.0f} / {t['peak_rss_mb']:.0f} |")
+    if "real" in record:
+        print("\n| real model | dpo_ref pairs/s | TRL pairs/s | MFU dpo_ref / TRL "
+              "| peak MB dpo_ref / TRL | dpo_ref: measured / estimated MB |\n|---|---|---|---|---|---|")
+        for name, m in record["real"]["runs"].items():
+            d, t = m["dpo_ref"], m.get("trl")
+            trl_cells = ((f"{t['pairs_per_s']:.2f}", f"{t['mfu']:.1%}", f"{t['peak_rss_mb']:.0f}")
+                         if t else ("–", "–", "–"))
+            print(f"| {name} | {d['pairs_per_s']:.2f} | {trl_cells[0]} | {d['mfu']:.1%} / {trl_cells[1]} "
+                  f"| {d['peak_rss_mb']:.0f} / {trl_cells[2]} "
+                  f"| {d['measured_mb']:.0f} / {sum(d['estimate_mb'].values()):.0f} |")
     if "wall" in record:
         w = record["wall"]
         print(f"\nidentity run (toy, 100 steps × 8 pairs), whole process: dpo_ref {w['dpo_ref']:.1f} s, "

@@ -6,7 +6,8 @@ its median over the seeds with the lowest and highest value, so a reader sees th
 
 The "Speed" section comes from ``benchmarks/results/cpu-1-thread.json`` and ``cpu-2-threads.json``
 (``benchmarks/bench_dpo.py``), the paragraph on a GPU from ``benchmarks/results/gpu-h200.json``
-(``benchmarks/gpu_check.py``), the large-vocabulary table from ``vocab.json`` (``benchmarks/bench_vocab.py``)
+(``benchmarks/gpu_check.py``), the large-vocabulary table from ``vocab.json`` (``benchmarks/bench_vocab.py``), the real
+model beside TRL from ``cpu-smollm2.json`` (``benchmarks/bench_dpo.py --only real``)
 and the set-up times from ``setup-times.json``. Ratios are computed from the stored values.
 
     python scripts/readme_results.py          # rewrite the section between the markers
@@ -35,6 +36,8 @@ CPU_2 = ROOT / "benchmarks" / "results" / "cpu-2-threads.json"  # python benchma
 SPEED_BEGIN, SPEED_END = "<!-- speed:begin (scripts/readme_results.py) -->", "<!-- speed:end -->"
 GPU = ROOT / "benchmarks" / "results" / "gpu-h200.json"  # python benchmarks/gpu_check.py on the device machine
 GPU_BEGIN, GPU_END = "<!-- gpu:begin (scripts/readme_results.py) -->", "<!-- gpu:end -->"
+REAL = ROOT / "benchmarks" / "results" / "cpu-smollm2.json"  # bench_dpo.py --only real
+REAL_BEGIN, REAL_END = "<!-- real:begin (scripts/readme_results.py) -->", "<!-- real:end -->"
 
 # {name|format}: a glued value; formats: pct (a share, shown in %), count, or a float format such as .2f.
 TEMPLATE = """\
@@ -210,6 +213,47 @@ def render_vocab(record: dict) -> str:
         step = [case[f"logps step, {k}"]["logps_peak_mb"] for k in ("chunked", "full logits")]
         lines.append(f"| {int(vocab):,}, {case['max_length']} | " + " | ".join(cells)
                      + f" | {step[0]:,.0f} / {step[1]:,.0f} MB |")
+    return "\n".join(lines) + "\n"
+
+
+def render_real(record: dict) -> str:
+    """The real model beside TRL (benchmarks/bench_dpo.py --only real)."""
+    real = record["real"]
+    runs = real["runs"]
+    first = runs["copy"]["dpo_ref"]
+    lines = [
+        f"`python benchmarks/bench_dpo.py --only real` ({record['machine']}, {_threads(record['threads'])}, "
+        f"torch {record['torch']}, transformers {record['transformers']}, trl {record['trl']}): "
+        f"SmolLM2-135M-Instruct from the packaged GGUF, de-quantised to fp32 ({first['params'] / 1e6:.1f}M "
+        f"parameters), {record['batch'] * (real['steps'] + real['warmup'])} plain-text pairs of "
+        f"{first['prompt_tokens']:.0f} prompt and {first['response_tokens']:.0f} response tokens on average, "
+        f"batch {record['batch']}, `max_length` {record['max_length']}, {real['steps']} steps timed after "
+        f"{real['warmup']}, median of {record['repeats']}:", "",
+        "| reference | dpo_ref pairs/s | TRL pairs/s | dpo_ref ÷ TRL | CPU MFU dpo_ref / TRL "
+        "| peak RSS dpo_ref / TRL | dpo_ref's training memory: measured / estimated |",
+        "|---|---|---|---|---|---|---|"]
+    for label, m in runs.items():
+        d, t = m["dpo_ref"], m.get("trl")
+        ratio = f"{d['pairs_per_s'] / t['pairs_per_s']:.2f}" if t else "–"
+        tp = f"{t['pairs_per_s']:.2f}" if t else "–"
+        mfu = f"{d['mfu']:.1%} / {t['mfu']:.1%}" if t else f"{d['mfu']:.1%} / –"
+        rss = (f"{d['peak_rss_mb'] / 1024:.2f} / {t['peak_rss_mb'] / 1024:.2f} GB" if t
+               else f"{d['peak_rss_mb'] / 1024:.2f} GB / –")
+        memory = f"{d['measured_mb'] / 1024:.2f} / {sum(d['estimate_mb'].values()) / 1024:.2f} GB"
+        name = label if "full" in label else f"{label} (chunked log-probs)"
+        lines.append(f"| {name} | {d['pairs_per_s']:.2f} | {tp} | {ratio} | {mfu} | {rss} | {memory} |")
+    short = [(m["dpo_ref"]["measured_mb"] - sum(m["dpo_ref"]["estimate_mb"].values())) / 1024
+             for m in runs.values()]
+    lines += ["", wrap(
+        f"CPU MFU: model FLOPs per second (6·N·T for the policy's forward and backward, 4·N·T with LoRA, "
+        f"2·N·T for a reference forward; T the tokens a trainer runs for a pair: prompt and both responses "
+        f"with `dpo_ref`'s prompt sharing, {first['tokens_run_per_pair']:.1f} on average, twice the prompt "
+        f"and both responses in TRL's two rows, {runs['copy']['trl']['tokens_run_per_pair']:.0f}) over this "
+        f"machine's fp32 matmul rate measured in the same run, {real['matmul_gflops']:.0f} GFLOP/s. Training "
+        f"memory: peak RSS minus the RSS before the model was loaded, against "
+        f"`dpo_ref.lab.memory.training_memory` for the model's shape with fp32 activations; the estimate falls "
+        f"short by {min(short):.2f}–{max(short):.2f} GB here, most with LoRA, and where the rest goes was not "
+        f"traced: read the estimate as a lower bound on the CPU.")]
     return "\n".join(lines) + "\n"
 
 
@@ -410,6 +454,7 @@ def render_all(readme: str) -> str:
     positions_ratio = statistics.median(glued_values(robustness)["positions_ratio"])
     new = replace_between(new, SPEED_BEGIN, SPEED_END, render_speed(json.loads(CPU_1.read_text()),
                                                                     json.loads(CPU_2.read_text()), positions_ratio))
+    new = replace_between(new, REAL_BEGIN, REAL_END, render_real(json.loads(REAL.read_text())))
     return replace_between(new, GPU_BEGIN, GPU_END, render_gpu(json.loads(GPU.read_text())))
 
 

@@ -96,15 +96,18 @@ def training_memory(shape: Shape, reference: str = "copy", lora: bool = False,
     copy | lora | precomputed | tr | none).
 
     Tokens: ``batch`` pairs, each a prompt and two responses (prompt sharing: the prompt
-    runs once). ``act_bytes``: 2 under 16-bit autocast, 4 in fp32 (the CPU).
+    runs once). ``act_bytes``: 2 under 16-bit autocast, 4 in fp32 (the CPU), where a
+    LoRA base is kept in fp32 too.
     """
     lora = lora or reference == "lora"
     P, L = shape.params(), shape.lora_params(lora_r) if lora else 0
     trained = L if lora else P
-    # the frozen copy: 16-bit base with LoRA, else fp32 weights
-    copy_bytes = 2 * P if lora else 4 * P
+    # A LoRA base is stored in 16 bits under autocast and in fp32 otherwise; the
+    # frozen copy is the base (LoRA) or the fp32 weights.
+    base = act_bytes if lora else 4
+    copy_bytes = base * P
     parts = {
-        "weights": 2 * P + 4 * L if lora else (4 + (2 if act_bytes == 2 else 0)) * P,
+        "weights": base * P + 4 * L if lora else (4 + (2 if act_bytes == 2 else 0)) * P,
         "gradients": 4 * trained,
         "AdamW state": 8 * trained,
         "reference": {"copy": copy_bytes, "tr": copy_bytes, "lora": 0, "precomputed": 0,

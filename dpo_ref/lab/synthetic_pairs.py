@@ -19,14 +19,15 @@ WORDS = ("the model answers a question about rivers mountains cities numbers col
 
 def write_pairs(path: Path, n: int, prompt_words: tuple[int, int],
                 response_words: tuple[int, int], max_length: int,
-                seed: int = 0) -> Path:
+                seed: int = 0, tokenizer: str | Path | None = None) -> Path:
     """Standard-format pairs (plain strings) with prompts longer than responses, as in
-    real preference data. Pairs that would not fit in ``max_length`` tokens are redrawn,
-    so no engine truncates anything."""
+    real preference data. Pairs that would not fit in ``max_length`` tokens of
+    ``tokenizer`` (a model folder; the toy's by default) are redrawn, so no engine
+    truncates anything."""
     from transformers import AutoTokenizer
     from .toy import ensure_toy
 
-    tokenizer = AutoTokenizer.from_pretrained(str(ensure_toy()))
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer or ensure_toy()))
     count = lambda text: len(tokenizer(text)["input_ids"])
     rng = random.Random(seed)
     words = lambda lo_hi: " ".join(rng.choice(WORDS)
