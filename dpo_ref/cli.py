@@ -17,8 +17,11 @@ from .data import DataError
 from .distributed import from_launcher
 from .files import share
 from .loading import ModelLoadError
-from .losses import LOSS_TYPES
+from .losses import LOSS_TYPES, SETTINGS, VARIANTS
 from .lab.toy_architectures import ARCHITECTURES
+
+
+DEFAULTS = {f.name: f.default for f in fields(DPOConfig)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,18 +64,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "flags override it")
     tr.add_argument("--beta", type=float)
     tr.add_argument("--loss-type", metavar="|".join(LOSS_TYPES))
-    tr.add_argument("--label-smoothing", type=float)
+    averaged = [n for n, v in VARIANTS.items() if v.per_token or v.mean_by_default]
     tr.add_argument("--length-normalize", action=argparse.BooleanOptionalAction,
-                    default=None, help="per-token mean log-probs (default: ipo, "
-                    "sigmoid_norm, simpo, orpo only)")
-    tr.add_argument("--rpo-alpha", type=float,
-                    help="rpo: weight α of the chosen NLL (default 1)")
-    tr.add_argument("--dpop-lambda", type=float,
-                    help="dpop: weight λ of the penalty (default 50)")
-    tr.add_argument("--rdpo-alpha", type=float,
-                    help="rdpo: α per token of length difference (> 0)")
-    tr.add_argument("--simpo-gamma", type=float,
-                    help="simpo: target margin γ (default 0.5)")
+                    default=None, help="per-token mean log-probs (default: "
+                    f"{', '.join(averaged)} only)")
+    for name, setting in SETTINGS.items():  # the variants' settings, from losses
+        tr.add_argument("--" + name.replace("_", "-"), type=float,
+                        help=f"{setting.help} (default {setting.default:g})")
     tr.add_argument("--steps", type=int, dest="max_steps")
     tr.add_argument("--epochs", type=float)
     tr.add_argument("--batch-size", type=int)
@@ -86,9 +84,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="π_ref: tr moves a copy toward the policy (TR-DPO); none: "
                     "for simpo, orpo")
     tr.add_argument("--ref-model-mixup-alpha", type=float,
-                    help="tr: θ_ref ← α·θ + (1 − α)·θ_ref (default 0.6)")
+                    help="tr: θ_ref ← α·θ + (1 − α)·θ_ref "
+                    f"(default {DEFAULTS['ref_model_mixup_alpha']})")
     tr.add_argument("--ref-model-sync-steps", type=int,
-                    help="tr: steps τ between updates (default 512)")
+                    help="tr: steps τ between updates "
+                    f"(default {DEFAULTS['ref_model_sync_steps']})")
     tr.add_argument("--lora", action="store_true", default=None,
                     help="train LoRA adapters (implied by --reference lora)")
     tr.add_argument("--no-prompt-sharing", dest="prompt_sharing", action="store_false",

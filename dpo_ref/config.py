@@ -13,7 +13,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .devices import DTYPES
-from .losses import LOSS_SETTINGS, PER_TOKEN, REFERENCE_FREE, check_loss_settings
+from .losses import (LOSS_SETTINGS, PER_TOKEN, REFERENCE_FREE, SETTINGS, VARIANTS,
+                     check_loss_settings)
 
 REFERENCES = ("copy", "lora", "precomputed", "tr", "none")
 PRECISIONS = ("auto", *DTYPES)
@@ -28,16 +29,14 @@ class ConfigError(ValueError):
 class DPOConfig:
     beta: float = 0.1
     loss_type: str = "sigmoid"            # one of losses.LOSS_TYPES
-    label_smoothing: float = 0.0          # ε of cdpo / robust
-    length_normalize: bool | None = None  # None: per-token mean for ipo (as TRL)
-                                          # and PER_TOKEN losses
-    rpo_alpha: float = 1.0                # α of rpo: weight of the NLL of y_w
-                                          # (per token)
-    dpop_lambda: float = 50.0             # λ of dpop (Smaug's value)
-    rdpo_alpha: float = 0.0               # α of rdpo, per token of length
-                                          # difference (rdpo needs > 0)
-    simpo_gamma: float = 0.5              # γ of simpo, the target margin
-                                          # (TRL's default)
+    length_normalize: bool | None = None  # None: per-token means where the loss
+                                          # asks for them (losses.VARIANTS)
+    # the variants' settings: defaults and meaning in losses.SETTINGS
+    label_smoothing: float = SETTINGS["label_smoothing"].default
+    rpo_alpha: float = SETTINGS["rpo_alpha"].default
+    dpop_lambda: float = SETTINGS["dpop_lambda"].default
+    rdpo_alpha: float = SETTINGS["rdpo_alpha"].default
+    simpo_gamma: float = SETTINGS["simpo_gamma"].default
     reference: str = "copy"               # copy | lora | precomputed | tr | none
                                           # (see reference.py)
     ref_model_mixup_alpha: float = 0.6    # α of reference="tr":
@@ -179,7 +178,7 @@ class DPOConfig:
 
     @property
     def loss_settings(self) -> dict[str, Any]:
-        """``dpo_loss``'s keyword arguments that come from the config
+        """``preference_loss``'s keyword arguments that come from the config
         (``losses.LOSS_SETTINGS``)."""
         return {name: getattr(self, name) for name in LOSS_SETTINGS}
 
@@ -190,7 +189,8 @@ class DPOConfig:
     @property
     def mean_logps(self) -> bool:
         if self.length_normalize is None:
-            return self.loss_type in ("ipo", *PER_TOKEN)
+            variant = VARIANTS[self.loss_type]
+            return variant.per_token or variant.mean_by_default
         return self.length_normalize
 
     def total_steps(self, n_pairs: int) -> int:

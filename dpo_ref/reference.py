@@ -151,8 +151,8 @@ class TrustRegionReference(CopyReference):
     """
 
     def __init__(self, policy: torch.nn.Module, layout: Layout = ROWS,
-                 frozen: torch.nn.Module | None = None, alpha: float = 0.6,
-                 sync_steps: int = 512):
+                 frozen: torch.nn.Module | None = None, *, alpha: float,
+                 sync_steps: int):
         super().__init__(policy, layout, frozen)
         self.alpha, self.sync_steps = alpha, sync_steps
 
@@ -187,8 +187,8 @@ class NoReference(Reference):
 def make_reference(strategy: str, policy: torch.nn.Module, layout: Layout,
                    ordered_batches: Callable[[], Iterable[dict]], n_pairs: int,
                    frozen: torch.nn.Module | None = None,
-                   autocast: Callable | None = None, mixup_alpha: float = 0.6,
-                   sync_steps: int = 512,
+                   autocast: Callable | None = None, mixup_alpha: float | None = None,
+                   sync_steps: int | None = None,
                    eval_batches: Callable[[], Iterable[dict]] | None = None,
                    n_eval: int = 0) -> Reference:
     """π_ref for ``DPOConfig.reference``, built from the policy as training starts.
@@ -198,14 +198,15 @@ def make_reference(strategy: str, policy: torch.nn.Module, layout: Layout,
     table, looked up by ``for_evaluation()``). With LoRA, the precomputation runs on the
     base model: fresh adapters change nothing yet, but "adapters off" is exactly the
     model that training starts from. ``mixup_alpha``, ``sync_steps``: TR-DPO's α and τ
-    (``tr`` only).
+    (``tr`` only; ``DPOConfig`` holds their defaults).
     """
     if strategy == "none":
         return NoReference()
     if strategy == "copy":
         return CopyReference(policy, layout, frozen)
     if strategy == "tr":
-        return TrustRegionReference(policy, layout, frozen, mixup_alpha, sync_steps)
+        return TrustRegionReference(policy, layout, frozen, alpha=mixup_alpha,
+                                    sync_steps=sync_steps)
     if strategy == "lora":
         return LoraReference(policy, layout)
     with (policy.disable_adapter() if hasattr(policy, "disable_adapter")

@@ -27,7 +27,7 @@ from .devices import autocast_for, resolve_device, resolve_precision
 from .distributed import (all_true, barrier, data_parallel, from_launcher, full_tensor,
                           gathered_copy, init_processes, shard)
 from .layouts import Layout, check_prompt_sharing
-from .losses import dpo_loss
+from .losses import preference_loss
 from .metrics import RunLog, pair_metrics
 from .policy import prepare_policy, save
 from .reference import Reference, frozen_copy, make_reference
@@ -48,7 +48,7 @@ def batch_loss(model, batch: dict[str, torch.Tensor], reference: Reference,
     with autocast():
         policy = layout.logps(model, batch)
         ref_chosen, ref_rejected = reference.logps(batch)
-    losses, chosen_rewards, rejected_rewards = dpo_loss(
+    losses, chosen_rewards, rejected_rewards = preference_loss(
         policy["chosen_logps"], policy["rejected_logps"], ref_chosen, ref_rejected,
         chosen_tokens=policy["chosen_tokens"],
         rejected_tokens=policy["rejected_tokens"],

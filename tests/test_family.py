@@ -19,7 +19,7 @@ import warnings
 import pytest
 import torch
 
-from dpo_ref import ConfigError, DPOConfig, dpo_loss, train
+from dpo_ref import ConfigError, DPOConfig, dpo_loss, preference_loss, train
 from dpo_ref.losses import LOSS_TYPES, PER_TOKEN, REFERENCE_FREE
 
 BETA = 0.3
@@ -91,7 +91,7 @@ def ours(loss_type, s, beta=BETA):
     mean = loss_type in PER_TOKEN
     pc, pr, rc, rr = (s.pc / s.nc, s.pr / s.nr, s.rc / s.nc, s.rr / s.nr) if mean else (s.pc, s.pr, s.rc, s.rr)
     ref = (None, None) if loss_type in REFERENCE_FREE else (rc, rr)
-    return dpo_loss(pc, pr, *ref, beta, loss_type, chosen_tokens=s.nc, rejected_tokens=s.nr,
+    return preference_loss(pc, pr, *ref, beta, loss_type, chosen_tokens=s.nc, rejected_tokens=s.nr,
                     mean_logps=mean, **COEFFICIENTS)
 
 
@@ -121,7 +121,7 @@ def test_family_matches_published_formulas_in_value_and_gradient(loss_type, seed
 def test_rpo_on_per_token_means_takes_the_mean_as_it_is():
     s = random_sample("rpo")
     mc, mr, rc, rr = s.pc / s.nc, s.pr / s.nr, s.rc / s.nc, s.rr / s.nr
-    losses, _, _ = dpo_loss(mc, mr, rc, rr, BETA, "rpo", mean_logps=True, rpo_alpha=0.7)
+    losses, _, _ = preference_loss(mc, mr, rc, rr, BETA, "rpo", mean_logps=True, rpo_alpha=0.7)
     torch.testing.assert_close(losses, nls(BETA * ((mc - rc) - (mr - rr))) - 0.7 * mc)
 
 
@@ -129,33 +129,33 @@ def test_special_cases_reduce_to_dpo():
     s = random_sample("rpo")
     dpo = dpo_loss(s.pc, s.pr, s.rc, s.rr, BETA)[0]
     for loss_type, zero in (("rpo", dict(rpo_alpha=0.0, chosen_tokens=s.nc)), ("dpop", dict(dpop_lambda=0.0))):
-        torch.testing.assert_close(dpo_loss(s.pc, s.pr, s.rc, s.rr, BETA, loss_type, **zero)[0], dpo)
+        torch.testing.assert_close(preference_loss(s.pc, s.pr, s.rc, s.rr, BETA, loss_type, **zero)[0], dpo)
     # DPOP's penalty is zero while π_θ(y_w) ≥ π_ref(y_w): there it is DPO.
-    above = dpo_loss(s.pc, s.pr, s.pc - 1, s.rr, BETA, "dpop")[0]
+    above = preference_loss(s.pc, s.pr, s.pc - 1, s.rr, BETA, "dpop")[0]
     torch.testing.assert_close(above, dpo_loss(s.pc, s.pr, s.pc - 1, s.rr, BETA)[0])
     # R-DPO at equal lengths is DPO, whatever α.
-    torch.testing.assert_close(dpo_loss(s.pc, s.pr, s.rc, s.rr, BETA, "rdpo", chosen_tokens=s.nc,
+    torch.testing.assert_close(preference_loss(s.pc, s.pr, s.rc, s.rr, BETA, "rdpo", chosen_tokens=s.nc,
                                         rejected_tokens=s.nc, rdpo_alpha=3.0)[0], dpo)
 
 
 def test_orpo_is_stable_where_the_mean_probability_is_near_one():
     x = torch.tensor([-1e-6, -1e-3, -0.5, -30.0], dtype=torch.float32)
-    losses, _, _ = dpo_loss(x, x.flip(0), loss_type="orpo", mean_logps=True)
+    losses, _, _ = preference_loss(x, x.flip(0), loss_type="orpo", mean_logps=True)
     assert torch.isfinite(losses).all()
 
 
 def test_what_each_loss_needs_is_asked_for():
     x = torch.full((2,), -1.0)
     with pytest.raises(ValueError, match="per-token mean"):
-        dpo_loss(x, x, loss_type="simpo")
+        preference_loss(x, x, loss_type="simpo")
     with pytest.raises(ValueError, match="needs the reference"):
-        dpo_loss(x, x, loss_type="dpop")
+        preference_loss(x, x, loss_type="dpop")
     with pytest.raises(ValueError, match="rdpo_alpha > 0"):
-        dpo_loss(x, x, x, x, loss_type="rdpo")
+        preference_loss(x, x, x, x, loss_type="rdpo")
     with pytest.raises(ValueError, match="chosen_tokens"):
-        dpo_loss(x, x, x, x, loss_type="rpo")
+        preference_loss(x, x, x, x, loss_type="rpo")
     with pytest.raises(ValueError, match="dpop_lambda must be >= 0"):
-        dpo_loss(x, x, x, x, loss_type="dpop", dpop_lambda=-1.0)
+        preference_loss(x, x, x, x, loss_type="dpop", dpop_lambda=-1.0)
 
 
 # ---------------------------------------------------------------- the config and the CLI

@@ -116,14 +116,14 @@ def test_non_finite_loss_stops_the_run_naming_the_step(toy, monkeypatch, tmp_pat
 
     model, tokenizer = toy
     calls = {"n": 0}
-    real = trainer_module.dpo_loss
+    real = trainer_module.preference_loss
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
         losses, c, r = real(*args, **kwargs)
         return (losses * float("nan") if calls["n"] == 3 else losses), c, r
 
-    monkeypatch.setattr(trainer_module, "dpo_loss", poisoned)
+    monkeypatch.setattr(trainer_module, "preference_loss", poisoned)
     config = DPOConfig(max_steps=5, batch_size=4, lr=1e-3, log_every=5, save_every=2, output_dir=str(tmp_path), progress=False)
     with pytest.raises(FloatingPointError, match="at step 3 .*not applied"):
         train(model, tokenizer, small_pairs(), config)

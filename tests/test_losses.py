@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dpo_ref import LOSS_TYPES, dpo_loss
+from dpo_ref import LOSS_TYPES, dpo_loss, preference_loss
 
 
 def log_sigmoid(x):
@@ -44,7 +44,7 @@ def test_sigmoid_gradient_is_sigma_weighted(beta):
 def test_unweighted_gradient_is_exactly_beta():
     pc, pr, rc, rr = random_logps()
     pc.requires_grad_(True), pr.requires_grad_(True)
-    dpo_loss(pc, pr, rc, rr, beta=0.2, loss_type="unweighted")[0].sum().backward()
+    preference_loss(pc, pr, rc, rr, beta=0.2, loss_type="unweighted")[0].sum().backward()
     assert torch.all(pc.grad == -0.2) and torch.all(pr.grad == 0.2)
 
 
@@ -81,18 +81,18 @@ def test_every_loss_type_is_checked_here_or_in_test_family():
 def test_variants_match_published_formulas(loss_type, beta):
     pc, pr, rc, rr = random_logps(seed=1)
     eps = 0.2 if loss_type in ("cdpo", "robust") else 0.0
-    losses, _, _ = dpo_loss(pc, pr, rc, rr, beta=beta, loss_type=loss_type, label_smoothing=eps)
+    losses, _, _ = preference_loss(pc, pr, rc, rr, beta=beta, loss_type=loss_type, label_smoothing=eps)
     delta = ((pc - rc) - (pr - rr)).numpy()
     np.testing.assert_allclose(losses.numpy(), published(loss_type, delta, beta, eps), rtol=1e-6, atol=1e-6)
 
 
 def test_cdpo_with_zero_smoothing_is_dpo_and_robust_is_unbiased():
     pc, pr, rc, rr = random_logps(seed=2)
-    assert torch.allclose(dpo_loss(pc, pr, rc, rr, loss_type="cdpo")[0], dpo_loss(pc, pr, rc, rr)[0])
+    assert torch.allclose(preference_loss(pc, pr, rc, rr, loss_type="cdpo")[0], dpo_loss(pc, pr, rc, rr)[0])
     # rDPO's point: its expectation under ε-flipped labels equals the clean DPO loss.
     eps = 0.3
-    robust = dpo_loss(pc, pr, rc, rr, loss_type="robust", label_smoothing=eps)[0]
-    robust_flipped = dpo_loss(pr, pc, rr, rc, loss_type="robust", label_smoothing=eps)[0]
+    robust = preference_loss(pc, pr, rc, rr, loss_type="robust", label_smoothing=eps)[0]
+    robust_flipped = preference_loss(pr, pc, rr, rc, loss_type="robust", label_smoothing=eps)[0]
     assert torch.allclose((1 - eps) * robust + eps * robust_flipped, dpo_loss(pc, pr, rc, rr)[0])
 
 
@@ -107,8 +107,44 @@ def test_numerically_stable_for_huge_margins():
 def test_bad_arguments_raise():
     x = torch.zeros(2)
     with pytest.raises(ValueError, match="unknown loss_type"):
-        dpo_loss(x, x, x, x, loss_type="kto")
+        preference_loss(x, x, x, x, loss_type="kto")
     with pytest.raises(ValueError, match="beta"):
-        dpo_loss(x, x, x, x, beta=0.0)
+        preference_loss(x, x, x, x, beta=0.0)
     with pytest.raises(ValueError, match="label_smoothing"):
-        dpo_loss(x, x, x, x, loss_type="robust", label_smoothing=0.5)
+        preference_loss(x, x, x, x, loss_type="robust", label_smoothing=0.5)
+
+
+def test_the_papers_loss_is_one_short_function_and_the_sigmoid_variant():
+    import inspect
+
+    source = inspect.getsource(dpo_loss)
+    assert len(source.splitlines()) <= 35 and "loss_type" not in source
+    pc, pr, rc, rr = random_logps()
+    for eps in (0.0, 0.2):
+        ours = dpo_loss(pc, pr, rc, rr, beta=0.3, label_smoothing=eps)
+        for loss_type in ("sigmoid", "cdpo"):
+            family = preference_loss(pc, pr, rc, rr, beta=0.3, loss_type=loss_type,
+                                     label_smoothing=eps)
+            assert all(torch.equal(a, b) for a, b in zip(ours, family))
+
+
+def test_each_setting_is_written_once_and_read_by_the_config_and_the_cli(capsys):
+    from dataclasses import fields
+
+    from dpo_ref import DPOConfig
+    from dpo_ref.cli import parse_args
+    from dpo_ref.losses import SETTINGS, VARIANTS
+
+    assert tuple(VARIANTS) == LOSS_TYPES
+    defaults = {f.name: f.default for f in fields(DPOConfig)}
+    assert {name: defaults[name] for name in SETTINGS} == {
+        name: s.default for name, s in SETTINGS.items()}
+    with pytest.raises(SystemExit):
+        parse_args(["train", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for name, setting in SETTINGS.items():
+        flag = "--" + name.replace("_", "-")
+        assert flag in shown and f"(default {setting.default:g})" in shown, flag
+    assert f"(default {defaults['ref_model_sync_steps']})" in shown
+    with pytest.raises(ValueError, match="unknown loss setting"):
+        preference_loss(*random_logps(), dpop_lamda=1.0)

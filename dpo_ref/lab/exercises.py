@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..chunked_logps import masked_target_logps, target_logps
 from ..logprobs import sequence_logps
-from ..losses import dpo_loss
+from ..losses import preference_loss
 
 
 def _random_logps(n: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -29,7 +29,7 @@ def check_dpo_loss(user_loss: Callable, loss_type: str = "sigmoid", beta: float 
                    trials: int = 5) -> str:
     """``user_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)``
     → per-pair losses (or a tuple whose first item is the losses). Checks values,
-    shape and gradients against ``dpo_loss(..., loss_type=loss_type)``."""
+    shape and gradients against ``preference_loss(..., loss_type=loss_type)``."""
     generator = torch.Generator().manual_seed(0)
     for trial in range(trials):
         inputs = [x.requires_grad_(True) for x in _random_logps(8, generator)]
@@ -41,7 +41,7 @@ def check_dpo_loss(user_loss: Callable, loss_type: str = "sigmoid", beta: float 
         if theirs.shape != (8,):
             raise AssertionError("expected one loss per pair, shape (8,), "
                                  f"got {tuple(theirs.shape)} (did you average?)")
-        ours = dpo_loss(*inputs, beta=beta, loss_type=loss_type)[0]
+        ours = preference_loss(*inputs, beta=beta, loss_type=loss_type)[0]
         if not torch.allclose(theirs, ours, atol=1e-6, rtol=1e-6):
             i = int((theirs - ours).abs().argmax())
             raise AssertionError(
@@ -312,10 +312,10 @@ def check_simpo_loss(user_fn: Callable, beta: float = 2.0, gamma: float = 1.0,
                      trials: int = 5) -> str:
     """``user_fn(chosen_logps, rejected_logps, chosen_tokens, rejected_tokens, beta,
     gamma)`` → SimPO's per-pair losses from *summed* log-probs and lengths, against
-    ``dpo_loss(loss_type="simpo")``."""
+    ``preference_loss(loss_type="simpo")``."""
     def simpo(c, r, n_c, n_r, mean=True, margin=gamma):
         c, r = (c / n_c, r / n_r) if mean else (c, r)
-        return dpo_loss(c, r, beta=beta, loss_type="simpo", simpo_gamma=margin,
+        return preference_loss(c, r, beta=beta, loss_type="simpo", simpo_gamma=margin,
                         mean_logps=True)[0]
     hints = {"divide each log-prob by its response's length "
              "(SimPO's reward is a per-token mean)":
@@ -333,13 +333,13 @@ def check_simpo_loss(user_fn: Callable, beta: float = 2.0, gamma: float = 1.0,
 def check_orpo_loss(user_fn: Callable, lam: float = 0.1, trials: int = 5) -> str:
     """``user_fn(chosen_logps, rejected_logps, chosen_tokens, rejected_tokens, lam)``
     → ORPO's per-pair losses (NLL of y_w per token plus λ times the odds-ratio term),
-    from summed log-probs and lengths, against ``dpo_loss(loss_type="orpo")``."""
+    from summed log-probs and lengths, against ``preference_loss(loss_type="orpo")``."""
     def orpo(c, r, n_c, n_r, nll=True, odds=True):
         c, r = c / n_c, r / n_r
         # a ratio of probabilities instead of odds: SimPO's term at β = 1, γ = 0
         if not odds:
             return -c * nll - lam * F.logsigmoid(c - r)
-        return (dpo_loss(c, r, beta=lam, loss_type="orpo", mean_logps=True)[0]
+        return (preference_loss(c, r, beta=lam, loss_type="orpo", mean_logps=True)[0]
                 + c * (not nll))
     hints = {"the odds are p/(1 − p) with p = exp(mean log-prob): "
              "log odds = log p − log(1 − p)":
