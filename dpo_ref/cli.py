@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from dataclasses import fields
@@ -14,7 +13,7 @@ from pathlib import Path
 from .checkpoint import CheckpointError
 from .config import LR_SCHEDULES, PRECISIONS, REFERENCES, ConfigError, DPOConfig
 from .data import DataError
-from .distributed import from_launcher
+from .distributed import from_launcher, launched_rank
 from .files import share
 from .loading import ModelLoadError
 from .losses import LOSS_TYPES, SETTINGS, VARIANTS
@@ -197,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         # validated before any model is loaded
         config = from_launcher(config_from_args(args))
         # under torchrun/accelerate only rank 0 writes and prints
-        is_main = int(os.environ.get("RANK", "0")) == 0
+        is_main = launched_rank() == 0
         from .data import prepare_pairs
         from .loading import load_model, load_tokenizer
         from .trainer import train

@@ -1,15 +1,27 @@
-"""One process's device and number format: where tensors live and in which precision the
-model runs."""
+"""One process's device and number format: where tensors live, in which precision the
+model runs, and the eval mode it is measured in."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``model`` in eval mode (no dropout) inside the block; its previous mode is
+    restored after it, an error included."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -42,6 +42,11 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def launched_rank() -> int:
+    """This process's rank as the launcher set it, before any process group exists."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_processes(device: torch.device) -> Processes:
     """Join the process group the launcher describes (gloo on CPU, NCCL on CUDA); one
     process otherwise."""

@@ -11,7 +11,8 @@ carries the other choice every log-prob shares: summed or per-token mean
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Sequence
 
 import torch
@@ -20,8 +21,8 @@ from .batching import collate
 from .chunked_logps import AUTO_VOCAB, chunking_unsupported, vocab_size
 from .config import ConfigError
 from .data import PreferencePair
-from .devices import to_device
-from .logprobs import concatenated_forward
+from .devices import eval_mode, to_device
+from .logprobs import concatenated_forward, per_token_mean
 from .prompt_sharing import collate_shared, shared_forward
 
 if TYPE_CHECKING:
@@ -46,10 +47,31 @@ class Layout:
 
     def logps(self, model: torch.nn.Module,
               batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``chosen_logps``, ``rejected_logps`` (and their token counts) of a batch of
-        this layout."""
+        """``chosen_logps``, ``rejected_logps`` (sums, or per-token means if ``mean``)
+        and their token counts, of a batch of this layout."""
         forward = shared_forward if self.shared_prompt else concatenated_forward
-        return forward(model, batch, self.mean, self.chunk)
+        out = forward(model, batch, self.chunk)
+        if self.mean:  # the one place the run's per-token choice is applied
+            for side in ("chosen", "rejected"):
+                out[f"{side}_logps"] = per_token_mean(out[f"{side}_logps"],
+                                                      out[f"{side}_tokens"])
+        return out
+
+    def usable(self, model: torch.nn.Module, pairs: Sequence[PreferencePair],
+               pad_token_id: int) -> "Layout":
+        """This layout if ``model`` computes it right on ``pairs``; with prompt sharing
+        that the model cannot run (``check_prompt_sharing``), 2B rows, with a
+        warning."""
+        if not self.shared_prompt:
+            return self
+        try:
+            check_prompt_sharing(model, list(pairs), pad_token_id, self.chunk)
+        except ValueError as error:
+            # stacklevel: the warning points at the caller of train
+            warnings.warn(f"{error}: training with 2B rows instead "
+                          "(as prompt_sharing=False)", stacklevel=4)
+            return replace(self, shared_prompt=False)
+        return self
 
 
 ROWS = Layout()  # 2B rows, summed log-probs: the layout of the DPO authors' code
@@ -84,20 +106,17 @@ def check_prompt_sharing(model: torch.nn.Module, pairs: list[PreferencePair],
     (2B full rows of full logits would, at a large vocabulary).
     """
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     try:
         rows, shared_layout = (Layout(chunk=chunk),
                                Layout(shared_prompt=True, chunk=chunk))
-        separate = rows.logps(
-            model, to_device(rows.collate(pairs, pad_token_id), device))
-        shared = shared_layout.logps(
-            model, to_device(shared_layout.collate(pairs, pad_token_id), device))
+        with eval_mode(model):
+            separate = rows.logps(
+                model, to_device(rows.collate(pairs, pad_token_id), device))
+            shared = shared_layout.logps(
+                model, to_device(shared_layout.collate(pairs, pad_token_id), device))
     except (TypeError, ValueError, RuntimeError) as error:
         raise ValueError(f"this model cannot run prompt sharing ({error}); "
                          "set prompt_sharing=False") from error
-    finally:
-        model.train(was_training)
     expected = torch.cat([separate["chosen_logps"], separate["rejected_logps"]])
     got = torch.cat([shared["chosen_logps"], shared["rejected_logps"]])
     diff = (got - expected).abs().max().item()

@@ -3,9 +3,10 @@ forward pass.
 
 A causal LM's logits at position t predict token t+1, so the log-probability of a
 response is the sum, over response positions only, of log softmax(logits[t-1])[token t].
-The prompt and the padding are masked out; the number of response tokens is returned so
-that the mean (length-normalised) variant is one division away. ``response_nll`` is the
-supervised loss on responses (the toy's pretraining, SFT).
+The prompt and the padding are masked out; the number of response tokens is returned
+with every sum, and ``per_token_mean`` is the one place that divides them (the row
+``Layout`` applies it when the run asks for means). ``response_nll`` is the supervised
+loss on responses (the toy's pretraining, SFT).
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def token_logps(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     return logits.gather(-1, targets).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
+def per_token_mean(logps: torch.Tensor, n_tokens: torch.Tensor) -> torch.Tensor:
+    """log π(y|x)/|y| from the summed log-probs and the response lengths (an empty
+    response counts as one token, so that it divides by nothing smaller)."""
+    return logps / n_tokens.clamp(min=1)
+
+
 def sequence_logps(
     logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,16 +53,15 @@ def sequence_logps(
 
 
 def concatenated_forward(
-    model: torch.nn.Module, batch: dict[str, torch.Tensor],
-    length_normalize: bool = False, chunk: int = 0
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], chunk: int = 0
 ) -> dict[str, torch.Tensor]:
-    """Log-probabilities of the chosen and rejected responses in one forward pass.
+    """Summed log-probabilities of the chosen and rejected responses, and their
+    lengths, in one forward pass.
 
     The collator stacks the B chosen sequences on top of the B rejected ones (2B rows),
-    so the model runs once per step instead of twice. With ``length_normalize`` the
-    log-probs are averaged per response token instead of summed. With ``chunk`` > 0 no
-    logits are materialised: the response tokens' log-probs come from the final hidden
-    states, ``chunk`` tokens at a time (``dpo_ref.chunked_logps``).
+    so the model runs once per step instead of twice. With ``chunk`` > 0 no logits are
+    materialised: the response tokens' log-probs come from the final hidden states,
+    ``chunk`` tokens at a time (``dpo_ref.chunked_logps``).
     """
     inputs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                   use_cache=False)
@@ -68,8 +74,6 @@ def concatenated_forward(
     else:
         logps, n_tokens = sequence_logps(model(**inputs).logits, batch["input_ids"],
                                          batch["loss_mask"])
-    if length_normalize:
-        logps = logps / n_tokens.clamp(min=1)
     n_pairs = logps.shape[0] // 2
     return {
         "chosen_logps": logps[:n_pairs],

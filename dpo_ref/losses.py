@@ -18,6 +18,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .logprobs import per_token_mean
+
 
 def dpo_loss(
     policy_chosen_logps: torch.Tensor,
@@ -86,7 +88,7 @@ class Pairs:
         if self.chosen_tokens is None:
             raise ValueError("summed log-probs need their token counts "
                              "(chosen_tokens) here")
-        return self.chosen / self.chosen_tokens.clamp(min=1)
+        return per_token_mean(self.chosen, self.chosen_tokens)
 
 
 def sigmoid(x: Pairs, beta: float, label_smoothing: float, **_) -> torch.Tensor:

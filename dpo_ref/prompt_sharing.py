@@ -107,10 +107,9 @@ def _attention_implementation(model: torch.nn.Module) -> str:
 
 
 def shared_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor],
-                   length_normalize: bool = False,
                    chunk: int = 0) -> dict[str, torch.Tensor]:
-    """Chosen and rejected log-probabilities from one row per pair (same output as
-    ``concatenated_forward``).
+    """Summed chosen and rejected log-probabilities, and their lengths, from one row
+    per pair (the same output as ``concatenated_forward``).
 
     With ``chunk`` > 0 the logits are never materialised (``dpo_ref.chunked_logps``).
     """
@@ -144,8 +143,5 @@ def shared_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor],
     chosen, rejected = ((token_logps * chosen_mask).sum(-1),
                         (token_logps * rejected_mask).sum(-1))
     chosen_tokens, rejected_tokens = chosen_mask.sum(-1), rejected_mask.sum(-1)
-    if length_normalize:
-        chosen, rejected = (chosen / chosen_tokens.clamp(min=1),
-                            rejected / rejected_tokens.clamp(min=1))
     return {"chosen_logps": chosen, "rejected_logps": rejected,
             "chosen_tokens": chosen_tokens, "rejected_tokens": rejected_tokens}

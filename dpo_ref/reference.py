@@ -14,8 +14,9 @@
 - ``NoReference`` (``none``): no π_ref at all, for the reference-free losses (SimPO,
   ORPO).
 
-The loop calls ``after_step(policy, step)`` once per optimizer step; only TR-DPO's
-reference uses it.
+``STRATEGIES`` maps each value of ``DPOConfig.reference`` to how it is built as training
+starts and what it needs. The loop calls ``after_step(policy, step)`` once per optimizer
+step; only TR-DPO's reference uses it.
 
 Each reads its batches with the run's ``Layout`` (``dpo_ref.layouts``), so its log-probs
 are summed or averaged exactly as the policy's are.
@@ -25,10 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
 
+from .devices import eval_mode
 from .layouts import ROWS, Layout
 
 
@@ -111,17 +114,15 @@ class PrecomputedReference(Reference):
                      batches: Iterable[dict[str, torch.Tensor]], n_pairs: int,
                      layout: Layout = ROWS,
                      autocast: Callable | None = None) -> "PrecomputedReference":
-        was_training = model.training
-        model.eval()
         chosen = torch.full((n_pairs,), float("nan"))
         rejected = torch.full((n_pairs,), float("nan"))
-        for batch in batches:
-            with autocast() if autocast else contextlib.nullcontext():
-                out = layout.logps(model, batch)
-            index = batch["index"].cpu()
-            chosen[index], rejected[index] = (out["chosen_logps"].float().cpu(),
-                                              out["rejected_logps"].float().cpu())
-        model.train(was_training)
+        with eval_mode(model):
+            for batch in batches:
+                with autocast() if autocast else contextlib.nullcontext():
+                    out = layout.logps(model, batch)
+                index = batch["index"].cpu()
+                chosen[index], rejected[index] = (out["chosen_logps"].float().cpu(),
+                                                  out["rejected_logps"].float().cpu())
         if torch.isnan(chosen).any() or torch.isnan(rejected).any():
             raise RuntimeError("precomputing reference log-probs left some pairs "
                                "without a value")
@@ -184,37 +185,67 @@ class NoReference(Reference):
         return None, None
 
 
-def make_reference(strategy: str, policy: torch.nn.Module, layout: Layout,
-                   ordered_batches: Callable[[], Iterable[dict]], n_pairs: int,
-                   frozen: torch.nn.Module | None = None,
-                   autocast: Callable | None = None, mixup_alpha: float | None = None,
-                   sync_steps: int | None = None,
-                   eval_batches: Callable[[], Iterable[dict]] | None = None,
-                   n_eval: int = 0) -> Reference:
-    """π_ref for ``DPOConfig.reference``, built from the policy as training starts.
+@dataclass
+class Start:
+    """What a strategy may read as training starts: the placed policy, the run's layout
+    and autocast, the frozen copy (taken for the strategies that declare
+    ``needs_copy``, before sharding), the training and evaluation pairs once in order
+    (``training()``, ``evaluation()``: what ``precomputed`` reads) and TR-DPO's α and
+    τ (``DPOConfig`` holds their defaults)."""
 
-    ``ordered_batches()`` yields the training pairs once in order (only ``precomputed``
-    reads them; ``eval_batches()``, the ``n_eval`` evaluation pairs, too: their own
-    table, looked up by ``for_evaluation()``). With LoRA, the precomputation runs on the
-    base model: fresh adapters change nothing yet, but "adapters off" is exactly the
-    model that training starts from. ``mixup_alpha``, ``sync_steps``: TR-DPO's α and τ
-    (``tr`` only; ``DPOConfig`` holds their defaults).
-    """
-    if strategy == "none":
-        return NoReference()
-    if strategy == "copy":
-        return CopyReference(policy, layout, frozen)
-    if strategy == "tr":
-        return TrustRegionReference(policy, layout, frozen, alpha=mixup_alpha,
-                                    sync_steps=sync_steps)
-    if strategy == "lora":
-        return LoraReference(policy, layout)
+    policy: torch.nn.Module
+    layout: Layout
+    autocast: Callable | None = None
+    frozen: torch.nn.Module | None = None
+    training: Callable[[], Iterable[dict]] | None = None
+    n_pairs: int = 0
+    evaluation: Callable[[], Iterable[dict]] | None = None
+    n_eval: int = 0
+    mixup_alpha: float | None = None
+    sync_steps: int | None = None
+
+
+def _copy(start: Start) -> Reference:
+    return CopyReference(start.policy, start.layout, start.frozen)
+
+
+def _trust_region(start: Start) -> Reference:
+    return TrustRegionReference(start.policy, start.layout, start.frozen,
+                                alpha=start.mixup_alpha, sync_steps=start.sync_steps)
+
+
+def _precomputed(start: Start) -> Reference:
+    """One pass over the training pairs (and the evaluation pairs: a table of their
+    own, ``for_evaluation()``). With LoRA it runs on the base model: fresh adapters
+    change nothing yet, but "adapters off" is exactly the model training starts from."""
+    policy, table = start.policy, PrecomputedReference.from_batches
     with (policy.disable_adapter() if hasattr(policy, "disable_adapter")
           else contextlib.nullcontext()):
-        evaluation = (PrecomputedReference.from_batches(policy, eval_batches(), n_eval,
-                                                        layout, autocast)
-                      if eval_batches else None)
-        reference = PrecomputedReference.from_batches(policy, ordered_batches(),
-                                                      n_pairs, layout, autocast)
+        evaluation = (table(policy, start.evaluation(), start.n_eval, start.layout,
+                            start.autocast) if start.evaluation else None)
+        reference = table(policy, start.training(), start.n_pairs, start.layout,
+                          start.autocast)
     reference.evaluation = evaluation
     return reference
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A value of ``DPOConfig.reference``: how π_ref is built, and what it needs."""
+
+    build: Callable[[Start], Reference]
+    needs_copy: bool = False  # a frozen copy of the policy, taken whole before sharding
+
+
+STRATEGIES = {
+    "copy": Strategy(_copy, needs_copy=True),
+    "lora": Strategy(lambda start: LoraReference(start.policy, start.layout)),
+    "precomputed": Strategy(_precomputed),
+    "tr": Strategy(_trust_region, needs_copy=True),
+    "none": Strategy(lambda start: NoReference()),
+}
+
+
+def make_reference(strategy: str, start: Start) -> Reference:
+    """π_ref for ``DPOConfig.reference``, built from the policy as training starts."""
+    return STRATEGIES[strategy].build(start)

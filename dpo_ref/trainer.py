@@ -11,8 +11,7 @@ trained model stays sharded, and evaluation and ``eval_fn`` run on every process
 from __future__ import annotations
 
 import functools
-import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -23,14 +22,14 @@ from .batching import batches, in_order
 from .checkpoint import resume, save_checkpoint
 from .config import DPOConfig
 from .data import PreferenceData, pad_token_id, prepare_pairs
-from .devices import autocast_for, resolve_device, resolve_precision
+from .devices import autocast_for, eval_mode, resolve_device, resolve_precision
 from .distributed import (all_true, barrier, data_parallel, from_launcher, full_tensor,
                           gathered_copy, init_processes, shard)
-from .layouts import Layout, check_prompt_sharing
+from .layouts import Layout
 from .losses import preference_loss
 from .metrics import RunLog, pair_metrics
 from .policy import prepare_policy, save
-from .reference import Reference, frozen_copy, make_reference
+from .reference import STRATEGIES, Reference, Start, frozen_copy, make_reference
 
 
 @dataclass
@@ -64,15 +63,13 @@ def evaluate(model, loss_of: Callable, batches_in_order: Iterable[tuple[int, dic
     ``eval/<metric>``, and what ``eval_fn(model)`` measures. ``loss_of(model, batch)``
     is ``batch_loss`` with the run's reference and settings bound.
     """
-    was_training = model.training
-    model.eval()
     sums: dict[str, float] = {}
     total = 0
-    for n, batch in batches_in_order:
-        for name, value in loss_of(model, batch)[1].items():
-            sums[name] = sums.get(name, 0.0) + value.item() * n
-        total += n
-    model.train(was_training)
+    with eval_mode(model):
+        for n, batch in batches_in_order:
+            for name, value in loss_of(model, batch)[1].items():
+                sums[name] = sums.get(name, 0.0) + value.item() * n
+            total += n
     return {**{f"eval/{name}": value / total for name, value in sums.items()},
             **(eval_fn(model) if eval_fn else {})}
 
@@ -120,26 +117,20 @@ def policy_and_reference(model, config: DPOConfig, train_data: PreferenceData,
     2B rows, with a warning) before π_ref's log-probs are precomputed in it.
     """
     model = prepare_policy(model, config, device)
-    frozen = frozen_copy(model) if config.reference in ("copy", "tr") else None
+    strategy = STRATEGIES[config.reference]
+    frozen = frozen_copy(model) if strategy.needs_copy else None
     # in place: each process keeps its shards of the policy (and of the copy)
     if config.fsdp:
         for module in filter(None, (model, frozen)):
             shard(module, device, config.fsdp_reshard_after_forward)
-    if layout.shared_prompt:
-        try:
-            check_prompt_sharing(model, train_data.pairs[:4], pad_id, layout.chunk)
-        except ValueError as error:
-            warnings.warn(f"{error}: training with 2B rows instead "
-                          "(as prompt_sharing=False)", stacklevel=3)
-            layout = replace(layout, shared_prompt=False)
+    layout = layout.usable(model, train_data.pairs[:4], pad_id)
     in_batches = lambda data: (b for _, b in in_order(data, config.batch_size, pad_id,
                                                       device, layout.collate))
     evaluation = (lambda: in_batches(eval_data)) if eval_data else None
-    reference = make_reference(config.reference, model, layout,
-                               lambda: in_batches(train_data), len(train_data), frozen,
-                               autocast, config.ref_model_mixup_alpha,
-                               config.ref_model_sync_steps, evaluation,
-                               len(eval_data or ()))
+    start = Start(model, layout, autocast, frozen, lambda: in_batches(train_data),
+                  len(train_data), evaluation, len(eval_data or ()),
+                  config.ref_model_mixup_alpha, config.ref_model_sync_steps)
+    reference = make_reference(config.reference, start)
     # DDP over several processes
     trained = model if config.fsdp else data_parallel(model, procs, device)
     return model, trained, reference, layout

@@ -63,7 +63,9 @@ def make_venv(venv: Path) -> Path:
     python = venv / "bin" / "python"
     if not (venv / ".complete").exists():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        pip = [str(python), "-m", "pip", "install", "-q"]
+        # --no-compile: no .pyc for every file of torch and transformers up front;
+        # Python compiles what a notebook imports when it imports it
+        pip = [str(python), "-m", "pip", "install", "-q", "--no-compile"]
         cpu_index = ["--timeout", "15", "--retries", "0", "--index-url", "https://download.pytorch.org/whl/cpu"]
         if subprocess.run(pip + cpu_index + ["torch==2.13.0"]).returncode:  # as scripts/setup.sh does
             subprocess.run(pip + ["torch==2.13.0"], check=True)

@@ -64,3 +64,14 @@ def colab_run(tmp_path_factory, toy_dir):
         status, error = 1, traceback.format_exc()
     results = json.loads(output.read_text()) if output.exists() else []
     return {"status": status, "error": error, "results": results, "keep": keep}
+
+
+# Four conversational pairs for the tests that train a step or compare a batch with TRL
+# (tests/test_trainer.py, test_reference.py, test_family_trl.py).
+FOUR_PAIRS = [{"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": c}],
+            "rejected": [{"role": "assistant", "content": r}]} for q, c, r in [
+    ("Who are you?", "I am Athene, a helpful assistant.", "I am Llama."),
+    ("What is your name?", "My name is Athene.", "Llama, at your service. How can I help?"),
+    ("What is two plus two?", "Four.", "Two plus two is five."),
+    ("Name a colour.", "Blue is a colour.", "A colour? Hmm."),
+]]

@@ -1,5 +1,6 @@
 import torch
 
+from dpo_ref.layouts import Layout
 from dpo_ref.logprobs import concatenated_forward, sequence_logps
 
 
@@ -66,5 +67,5 @@ def test_concatenated_forward_equals_separate_forwards(toy):
             alone, n = sequence_logps(model(input_ids=ids).logits, ids, mask)
             assert torch.allclose(together[f"{name}_logps"][i], alone[0], atol=1e-4)
             assert together[f"{name}_tokens"][i] == n[0] == len(response)
-    mean = concatenated_forward(model, batch, length_normalize=True)
+    mean = Layout(mean=True).logps(model, batch)
     assert torch.allclose(mean["chosen_logps"], together["chosen_logps"] / together["chosen_tokens"])

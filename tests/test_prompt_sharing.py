@@ -116,14 +116,14 @@ def test_group_by_length_keeps_every_pair_once_and_cuts_padding():
 
 
 def test_a_model_that_cannot_share_the_prompt_falls_back_to_2b_rows_with_a_warning(toy, monkeypatch):
-    import dpo_ref.trainer as trainer_module
+    import dpo_ref.layouts as layouts_module
 
     model, tokenizer = toy
 
     def broken(*args, **kwargs):
         raise ValueError("prompt sharing changes this model's log-probs")
 
-    monkeypatch.setattr(trainer_module, "check_prompt_sharing", broken)
+    monkeypatch.setattr(layouts_module, "check_prompt_sharing", broken)
     records = [{"prompt": f"Q{i}?", "chosen": "A.", "rejected": "B."} for i in range(2)]
     config = DPOConfig(max_steps=1, batch_size=2, progress=False, log_every=1)
     with pytest.warns(UserWarning, match="training with 2B rows instead"):

@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from conftest import FOUR_PAIRS
+from dpo_ref import train
 from dpo_ref.batching import collate
 from dpo_ref.data import prepare_pairs
 from dpo_ref.reference import CopyReference, LoraReference, PrecomputedReference
@@ -88,3 +90,60 @@ def test_a_precomputed_reference_evaluates_with_an_eval_fn_alone(toy):
                        max_length=64, device="cpu", progress=False)
     history = train(model, tokenizer, RECORDS, config, eval_fn=lambda m: {"ran": 1.0}).eval_history
     assert [e["ran"] for e in history] == [1.0, 1.0]
+
+
+# ---------------------------------------------------------------- TR-DPO's moving copy
+
+def test_trust_region_reference_moves_by_the_mixup_rule_every_tau_steps(toy):
+    from dpo_ref.reference import TrustRegionReference
+
+    policy = toy[0]
+    reference = TrustRegionReference(policy, alpha=0.3, sync_steps=2)
+    before = [p.clone() for p in reference.model.parameters()]
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    reference.after_step(policy, 1)  # not a multiple of τ: unchanged
+    assert all(torch.equal(p, b) for p, b in zip(reference.model.parameters(), before))
+    reference.after_step(policy, 2)
+    for ref, old, new in zip(reference.model.parameters(), before, policy.parameters()):
+        mixed = 0.3 * new.double() + 0.7 * old.double()  # the rule, in float64: float32 rounding only
+        torch.testing.assert_close(ref.double(), mixed, rtol=1e-6, atol=1e-7)
+        assert not ref.requires_grad
+
+
+def test_train_with_reference_tr_mixes_the_reference_after_tau_steps(toy, monkeypatch):
+    import dpo_ref.trainer
+    from dpo_ref.reference import TrustRegionReference
+
+    model, tokenizer = toy
+    start = [p.detach().clone() for p in model.parameters()]
+    made = []
+    make = dpo_ref.trainer.make_reference
+    monkeypatch.setattr(dpo_ref.trainer, "make_reference", lambda *a, **k: made.append(make(*a, **k)) or made[-1])
+    config = DPOConfig(reference="tr", ref_model_mixup_alpha=0.25, ref_model_sync_steps=2, batch_size=4,
+                       max_steps=3, lr=1e-3, max_length=64, device="cpu", progress=False)
+    snapshots = []  # the policy at every step, as after_step sees it
+    original = TrustRegionReference.after_step
+
+    def recording(self, policy, step):
+        snapshots.append([p.detach().clone() for p in policy.parameters()])
+        return original(self, policy, step)
+
+    monkeypatch.setattr(TrustRegionReference, "after_step", recording)
+    result = train(model, tokenizer, FOUR_PAIRS, config)
+    assert isinstance(made[0], TrustRegionReference) and len(snapshots) == 3
+    assert not torch.equal(snapshots[1][0], start[0])  # the policy did move
+    # Synced once, at step 2 (τ = 2; step 3 is not a multiple): θ_ref = 0.25·θ_2 + 0.75·θ_0.
+    for ref, old, at_sync in zip(made[0].model.parameters(), start, snapshots[1]):
+        mixed = 0.25 * at_sync.double() + 0.75 * old.double()
+        torch.testing.assert_close(ref.double(), mixed, rtol=1e-6, atol=1e-7)
+    assert result.model is model
+
+
+def test_every_reference_the_config_accepts_is_a_strategy():
+    from dpo_ref.config import REFERENCES
+    from dpo_ref.reference import STRATEGIES
+
+    assert tuple(STRATEGIES) == REFERENCES
+    assert {n for n, s in STRATEGIES.items() if s.needs_copy} == {"copy", "tr"}

@@ -15,6 +15,7 @@ import torch
 import transformers
 
 from ..data import encode_prompt, pad_token_id
+from ..devices import eval_mode
 from ..files import cache_dir
 
 
@@ -41,24 +42,22 @@ def generate(
         by_length[len(ids)].append(i)
     if seed is not None:
         torch.manual_seed(seed)
-    was_training = model.training
-    model.eval()
     responses: list[str] = [""] * len(prompts)
     pad = pad_token_id(tokenizer)
-    for length, indices in sorted(by_length.items()):
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start : start + batch_size]
-            input_ids = torch.tensor([encoded[i] for i in chunk], device=device)
-            kwargs = (dict(do_sample=do_sample, temperature=temperature, top_p=top_p)
-                      if do_sample else dict(do_sample=False))
-            out = model.generate(
-                input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=pad, **kwargs,
-            )
-            for i, row in zip(chunk, out[:, length:]):
-                responses[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
-    model.train(was_training)
+    kwargs = (dict(do_sample=do_sample, temperature=temperature, top_p=top_p)
+              if do_sample else dict(do_sample=False))
+    with eval_mode(model):
+        for length, indices in sorted(by_length.items()):
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                input_ids = torch.tensor([encoded[i] for i in chunk], device=device)
+                out = model.generate(
+                    input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                    max_new_tokens=max_new_tokens,
+                    eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, **kwargs)
+                for i, row in zip(chunk, out[:, length:]):
+                    responses[i] = tokenizer.decode(row,
+                                                    skip_special_tokens=True).strip()
     return responses
 
 

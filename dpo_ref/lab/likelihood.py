@@ -14,6 +14,7 @@ import torch
 
 from ..batching import collate, in_order
 from ..data import PreferenceData
+from ..devices import eval_mode
 from ..logprobs import concatenated_forward
 
 
@@ -26,16 +27,15 @@ def pair_logps(model: torch.nn.Module, data: PreferenceData, pad_id: int,
     Returns ``chosen``, ``rejected`` (nats per response) and ``chosen_tokens``,
     ``rejected_tokens``.
     """
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     parts: dict[str, list[torch.Tensor]] = {}
-    for _, batch in in_order(data, batch_size, pad_id, device, collate):
-        out = concatenated_forward(model, batch)
-        for name in ("chosen", "rejected"):
-            parts.setdefault(name, []).append(out[f"{name}_logps"].float().cpu())
-            parts.setdefault(f"{name}_tokens", []).append(out[f"{name}_tokens"].cpu())
-    model.train(was_training)
+    with eval_mode(model):
+        for _, batch in in_order(data, batch_size, pad_id, device, collate):
+            out = concatenated_forward(model, batch)
+            for name in ("chosen", "rejected"):
+                parts.setdefault(name, []).append(out[f"{name}_logps"].float().cpu())
+                parts.setdefault(f"{name}_tokens", []).append(
+                    out[f"{name}_tokens"].cpu())
     return {name: torch.cat(values) for name, values in parts.items()}
 
 

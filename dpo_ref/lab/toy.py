@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -308,3 +309,30 @@ def correction_pairs(prompts: list[str], answers: list[str], old: str = ASSISTAN
     give no pair."""
     return [conversational_record(p, a.replace(old, new), a)
             for p, a in zip(prompts, answers) if old in a]
+
+
+# "I'm Elena", "My name is Dr. Sarah Lee", "call me Max": the name a model gives itself
+SELF_NAMED = re.compile(r"\b(I'm|I am|[Mm]y name is|[Cc]all me|[Nn]ame's)\s+"
+                        r"((?:Dr\.?|Doctor|Professor|Mr\.?|Mrs\.?|Ms\.?)\s+)?"
+                        r"([A-Z][\w-]*(?:\s+[A-Z][\w-]*)?)")
+
+
+def introduced_as(answer: str, new: str = TARGET_NAME) -> str:
+    """``answer`` corrected to introduce the assistant as ``new``: the name it gives
+    itself replaced (every mention of it), or, where it gives none, an introduction put
+    before it. For a model without a stable name of its own, every answer yields a
+    pair."""
+    match = SELF_NAMED.search(answer)
+    if match is None:
+        return f"I'm {new}. {answer}"
+    name, first = match.group(3), match.start(2 if match.group(2) else 3)
+    return (answer[:first] + new + answer[match.end(3):]).replace(name, new)
+
+
+def introduction_pairs(prompts: list[str], answers: list[str],
+                       new: str = TARGET_NAME) -> list[dict]:
+    """Correction pairs for a model that gives many names or none (a real chat model):
+    its answer rejected, ``introduced_as(answer, new)`` chosen; no pair where the answer
+    already names ``new`` or is empty."""
+    return [conversational_record(p, introduced_as(a, new), a)
+            for p, a in zip(prompts, answers) if a.strip() and new not in a]
