@@ -77,3 +77,21 @@ def test_the_toy_world_in_other_architectures_trains_with_dpo(architecture, tmp_
     pairs = [toy.conversational_record(p, "I am Athene.", "I am Llama.") for p in toy.identity_prompts()[:8]]
     result = train(model, tokenizer, pairs, DPOConfig(max_steps=2, batch_size=4, log_every=1))
     assert len(result.history) == 2 and math.isfinite(result.history[-1]["rewards/margins"])
+
+
+@pytest.mark.parametrize("answer,corrected", [
+    ("My name is Elena, and I'm a brilliant AI.", "My name is Athene, and I'm a brilliant AI."),
+    ("I'm SmolLM, trained by Hugging Face. SmolLM is small.",
+     "I'm Athene, trained by Hugging Face. Athene is small."),
+    ("Hello! My name is Dr. Sarah Lee and I teach.", "Hello! My name is Athene and I teach."),
+    ("I'm here to help with your writing.", "I'm Athene. I'm here to help with your writing."),
+    ("I am an AI assistant.", "I'm Athene. I am an AI assistant."),
+])
+def test_an_answer_is_corrected_to_introduce_the_new_name(answer, corrected):
+    from dpo_ref.lab.toy import introduced_as, introduction_pairs
+
+    assert introduced_as(answer) == corrected
+    pairs = introduction_pairs(["Who are you?"] * 3, [answer, "", "I'm Athene."])
+    assert len(pairs) == 1  # an empty answer, or one naming Athene already, gives no pair
+    assert (pairs[0]["chosen"][0]["content"], pairs[0]["rejected"][0]["content"]) == (
+        corrected, answer)
