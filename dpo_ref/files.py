@@ -11,6 +11,7 @@ of the folder is not.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -22,6 +23,18 @@ def share(folder: str | Path) -> None:
     os.umask(mask)
     for path in [Path(folder), *Path(folder).rglob("*")]:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def source_hash(package: Path | None = None) -> str:
+    """A hash of every ``*.py`` of ``package`` (dpo_ref itself by default), sorted:
+    names and contents. What another dpo_ref computed is told apart by it (the book
+    build's cache stamp, kept samples)."""
+    package = package or Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def cache_dir() -> Path:

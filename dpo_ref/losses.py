@@ -91,7 +91,8 @@ class Pairs:
         return per_token_mean(self.chosen, self.chosen_tokens)
 
 
-def sigmoid(x: Pairs, beta: float, label_smoothing: float, **_) -> torch.Tensor:
+def sigmoid_loss(x: Pairs, beta: float, label_smoothing: float,
+                 **_) -> torch.Tensor:
     """DPO, ``dpo_loss``; with ε > 0 conservative DPO (``cdpo``); on per-token means
     the length-normalised DPO of Tülu 3 (Lambert et al. 2024, arXiv 2411.15124), TRL's
     ``sigmoid_norm``, whose rewards are per token too (TRL logs summed ones)."""
@@ -136,7 +137,7 @@ def rpo(x: Pairs, beta: float, label_smoothing: float, rpo_alpha: float,
     """−log σ(βΔ) − α·log π_θ(y_w|x)/|y_w|: DPO plus the NLL of y_w per token of y_w,
     pair by pair (Pang et al. 2024, arXiv 2404.19733). TRL's ``["sigmoid", "sft"]``
     averages the NLL over all chosen tokens of the batch instead."""
-    return sigmoid(x, beta, label_smoothing) + rpo_alpha * -x.chosen_per_token()
+    return sigmoid_loss(x, beta, label_smoothing) + rpo_alpha * -x.chosen_per_token()
 
 
 def dpop(x: Pairs, beta: float, dpop_lambda: float, **_) -> torch.Tensor:
@@ -207,13 +208,13 @@ class Variant:
 
 
 VARIANTS = {
-    "sigmoid": Variant(sigmoid),
+    "sigmoid": Variant(sigmoid_loss),
     "unweighted": Variant(unweighted),
     "ipo": Variant(ipo, mean_by_default=True),  # as TRL
     "hinge": Variant(hinge),
-    "cdpo": Variant(sigmoid),
+    "cdpo": Variant(sigmoid_loss),
     "robust": Variant(robust),
-    "sigmoid_norm": Variant(sigmoid, per_token=True),
+    "sigmoid_norm": Variant(sigmoid_loss, per_token=True),
     "rpo": Variant(rpo),
     "dpop": Variant(dpop),
     "rdpo": Variant(rdpo),

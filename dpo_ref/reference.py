@@ -101,7 +101,7 @@ class PrecomputedReference(Reference):
     def __init__(self, chosen: torch.Tensor, rejected: torch.Tensor):
         self.chosen, self.rejected = chosen, rejected
         # the same table for the evaluation pairs, whose index counts from 0 in their
-        # own dataset (make_reference fills it)
+        # own dataset (the precomputed strategy fills it)
         self.evaluation: PrecomputedReference | None = None
 
     def for_evaluation(self) -> Reference:
@@ -140,7 +140,7 @@ class PrecomputedReference(Reference):
 class _NotPrecomputed(Reference):
     def logps(self, batch):
         raise RuntimeError("no reference log-probs were precomputed for evaluation "
-                           "pairs (make_reference(..., eval_batches=...))")
+                           "pairs (Start(..., evaluation=...))")
 
 
 class TrustRegionReference(CopyReference):
@@ -245,7 +245,3 @@ STRATEGIES = {
     "none": Strategy(lambda start: NoReference()),
 }
 
-
-def make_reference(strategy: str, start: Start) -> Reference:
-    """π_ref for ``DPOConfig.reference``, built from the policy as training starts."""
-    return STRATEGIES[strategy].build(start)

@@ -29,7 +29,7 @@ from .layouts import Layout
 from .losses import preference_loss
 from .metrics import RunLog, pair_metrics
 from .policy import prepare_policy, save
-from .reference import STRATEGIES, Reference, Start, frozen_copy, make_reference
+from .reference import STRATEGIES, Reference, Start, frozen_copy
 
 
 @dataclass
@@ -130,7 +130,7 @@ def policy_and_reference(model, config: DPOConfig, train_data: PreferenceData,
     start = Start(model, layout, autocast, frozen, lambda: in_batches(train_data),
                   len(train_data), evaluation, len(eval_data or ()),
                   config.ref_model_mixup_alpha, config.ref_model_sync_steps)
-    reference = make_reference(config.reference, start)
+    reference = strategy.build(start)
     # DDP over several processes
     trained = model if config.fsdp else data_parallel(model, procs, device)
     return model, trained, reference, layout

@@ -38,7 +38,6 @@ outputs come from its own run.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -51,17 +50,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from execute_pages import ROOT, execute, read_page, slow_first, toc_pages  # noqa: E402
 
+from dpo_ref.files import source_hash  # noqa: E402
+
 PACKAGE = ROOT / "dpo_ref"
 STAMP = ".jupyter_cache.stamp.json"  # in <output>/_build, beside .jupyter_cache
 
 
 def package_hash(package: Path = PACKAGE) -> str:
     """A hash of every ``*.py`` in the package, sorted: names and contents."""
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+    return source_hash(package)
 
 
 def build_stamp(fast: bool, package: Path = PACKAGE) -> dict:

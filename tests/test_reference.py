@@ -113,14 +113,14 @@ def test_trust_region_reference_moves_by_the_mixup_rule_every_tau_steps(toy):
 
 
 def test_train_with_reference_tr_mixes_the_reference_after_tau_steps(toy, monkeypatch):
-    import dpo_ref.trainer
-    from dpo_ref.reference import TrustRegionReference
+    from dpo_ref.reference import STRATEGIES, Strategy, TrustRegionReference
 
     model, tokenizer = toy
     start = [p.detach().clone() for p in model.parameters()]
-    made = []
-    make = dpo_ref.trainer.make_reference
-    monkeypatch.setattr(dpo_ref.trainer, "make_reference", lambda *a, **k: made.append(make(*a, **k)) or made[-1])
+    made = []  # the reference train builds, recorded
+    tr = STRATEGIES["tr"]
+    monkeypatch.setitem(STRATEGIES, "tr", Strategy(lambda s: made.append(tr.build(s)) or made[-1],
+                                                   needs_copy=True))
     config = DPOConfig(reference="tr", ref_model_mixup_alpha=0.25, ref_model_sync_steps=2, batch_size=4,
                        max_steps=3, lr=1e-3, max_length=64, device="cpu", progress=False)
     snapshots = []  # the policy at every step, as after_step sees it

@@ -315,8 +315,8 @@ def check_simpo_loss(user_fn: Callable, beta: float = 2.0, gamma: float = 1.0,
     ``preference_loss(loss_type="simpo")``."""
     def simpo(c, r, n_c, n_r, mean=True, margin=gamma):
         c, r = (c / n_c, r / n_r) if mean else (c, r)
-        return preference_loss(c, r, beta=beta, loss_type="simpo", simpo_gamma=margin,
-                        mean_logps=True)[0]
+        return preference_loss(c, r, beta=beta, loss_type="simpo",
+                               simpo_gamma=margin, mean_logps=True)[0]
     hints = {"divide each log-prob by its response's length "
              "(SimPO's reward is a per-token mean)":
              lambda *a: simpo(*a, mean=False),

@@ -8,7 +8,6 @@ import json
 import os
 import tempfile
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -16,7 +15,7 @@ import transformers
 
 from ..data import encode_prompt, pad_token_id
 from ..devices import eval_mode
-from ..files import cache_dir
+from ..files import cache_dir, source_hash
 
 
 @torch.no_grad()
@@ -81,15 +80,11 @@ def generate_once(model, tokenizer, prompts: Sequence[Any], **settings) -> list[
     bound.apply_defaults()
     arguments = {k: v for k, v in bound.arguments.items()
                  if k not in ("model", "tokenizer")}
-    package = Path(__file__).resolve().parent.parent
-    sources = [path.read_bytes() for path in sorted(package.rglob("*.py"))]
     described = [tokenizer.get_vocab(), getattr(tokenizer, "chat_template", None),
-                 arguments, torch.get_num_threads(),
+                 arguments, source_hash(), torch.get_num_threads(),
                  str(next(model.parameters()).device), torch.__version__,
                  transformers.__version__]
     key.update(json.dumps(described, sort_keys=True, default=str).encode())
-    for source in sources:
-        key.update(hashlib.sha256(source).digest())
     path = cache_dir() / "samples" / f"{key.hexdigest()[:40]}.json"
     if path.exists():
         return json.loads(path.read_text())
